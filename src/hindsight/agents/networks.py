@@ -1,0 +1,55 @@
+"""Stacked-parameter MLPs: M independent networks evaluated with batched matrix products."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class StackedMLP(nn.Module):
+    """M independent MLPs with weights [M, in, out], ReLU between layers, no output activation.
+
+    The twin critics are one StackedMLP of two members; a population of P seeds is P (or 2P) members.
+    """
+
+    def __init__(self, members: int, in_dim: int, hidden: list[int], out_dim: int, generator: torch.Generator):
+        super().__init__()
+        dims = [in_dim, *hidden, out_dim]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(dims[:-1], dims[1:]):
+            bound = 1.0 / math.sqrt(fan_in)  # torch.nn.Linear's default initialisation range
+            w = (torch.rand(members, fan_in, fan_out, generator=generator) * 2 - 1) * bound
+            b = (torch.rand(members, 1, fan_out, generator=generator) * 2 - 1) * bound
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(b))
+
+    @property
+    def members(self) -> int:
+        """M, the number of stacked networks."""
+        return self.weights[0].shape[0]
+
+    def forward(self, x: torch.Tensor, params: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Evaluate every member on its own input.
+
+        Args:
+            x: [M, N, in] (or [1, N, in], broadcast to all members).
+            params: optional replacement tensors in ``parameters()`` order (e.g. detached copies).
+        Returns:
+            [M, N, out].
+        """
+        weights, biases = (self.weights, self.biases) if params is None else (params[0::2], params[1::2])
+        if x.shape[0] != self.members:
+            x = x.expand(self.members, *x.shape[1:])
+        last = len(weights) - 1
+        for i, (w, b) in enumerate(zip(weights, biases)):
+            x = torch.baddbmm(b, x, w)
+            if i < last:
+                x = torch.relu(x)
+        return x
+
+    def ordered_params(self) -> list[torch.Tensor]:
+        """[w0, b0, w1, b1, ...], the order ``forward(params=...)`` expects."""
+        return [t for pair in zip(self.weights, self.biases) for t in pair]

@@ -1,0 +1,89 @@
+"""A preallocated tensor ring buffer of transitions, each stored under one task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import Field
+
+from hindsight.batches import TrajectoryBatch, TransitionBatch
+from hindsight.specs import Params
+
+_FIELDS = ("obs", "actions", "next_obs", "features", "tasks", "rewards", "terminated", "truncated")
+
+
+class ReplayBuffer:
+    """FIFO replay of transitions; terminations and time-limit truncations are kept apart."""
+
+    class Params(Params):
+        capacity: int = Field(default=1_000_000, ge=1)
+
+    def __init__(self, params: "ReplayBuffer.Params", obs_dim: int, action_dim: int, task_dim: int,
+                 feature_dim: int, device: str | torch.device = "cpu"):
+        C = params.capacity
+        self.capacity = C
+        self.device = torch.device(device)
+        widths = {"obs": obs_dim, "actions": action_dim, "next_obs": obs_dim, "features": feature_dim,
+                  "tasks": task_dim}
+        self._storage = {name: torch.zeros((C, widths[name]) if name in widths else (C,), device=self.device)
+                         for name in _FIELDS}
+        self._next = 0   # write position
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def add(self, batch: TrajectoryBatch, tasks: torch.Tensor, rewards: torch.Tensor) -> None:
+        """Store every valid step of each trajectory under each task.
+
+        Args:
+            batch: B trajectories padded to T steps.
+            tasks: [B, K, Z] tasks per trajectory (the original first).
+            rewards: [B, K, T] rewards under those tasks.
+        """
+        batch = batch.to(self.device)
+        B, K, _ = tasks.shape
+        T = batch.horizon
+        mask = batch.mask                                              # [B, T]
+        last = torch.arange(T, device=self.device)[None] == (batch.lengths[:, None] - 1)
+        terminated = (last & batch.terminated[:, None]).float()
+        truncated = (last & ~batch.terminated[:, None]).float()
+
+        def per_task(x: torch.Tensor) -> torch.Tensor:  # [B, T, ...] -> [K * n, ...]
+            return x[mask].repeat(K, *([1] * (x.dim() - 2)))
+
+        rows = {
+            "obs": per_task(batch.obs[:, :-1]), "actions": per_task(batch.actions),
+            "next_obs": per_task(batch.obs[:, 1:]), "features": per_task(batch.features),
+            "terminated": per_task(terminated), "truncated": per_task(truncated),
+            "tasks": tasks.to(self.device).transpose(0, 1)[:, :, None].expand(K, B, T, -1)[:, mask].reshape(-1, tasks.shape[-1]),
+            "rewards": rewards.to(self.device).transpose(0, 1)[:, mask].reshape(-1),
+        }
+        n = rows["obs"].shape[0]
+        if n > self.capacity:  # only the newest rows survive
+            rows = {k: v[-self.capacity:] for k, v in rows.items()}
+            n = self.capacity
+        index = (self._next + torch.arange(n, device=self.device)) % self.capacity
+        for name, values in rows.items():
+            self._storage[name][index] = values.to(self._storage[name].dtype)
+        self._next = (self._next + n) % self.capacity
+        self._size = min(self._size + n, self.capacity)
+
+    def sample(self, n: int, generator: torch.Generator) -> TransitionBatch:
+        """n transitions drawn uniformly with replacement."""
+        if self._size == 0:
+            raise RuntimeError("cannot sample from an empty replay buffer")
+        index = torch.randint(0, self._size, (n,), generator=generator, device=generator.device).to(self.device)
+        return TransitionBatch(**{name: self._storage[name][index] for name in _FIELDS})
+
+    def state_dict(self) -> dict[str, Any]:
+        """The stored rows (only the filled part) and the write position."""
+        return {"storage": {k: v[: self._size].clone() for k, v in self._storage.items()},
+                "next": self._next, "size": self._size}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        size = state["size"]
+        for name, values in state["storage"].items():
+            self._storage[name][:size] = values.to(self.device)
+        self._next, self._size = state["next"], size

@@ -1,0 +1,89 @@
+"""The ``hindsight`` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hindsight.registry import KINDS, REGISTRY, RegistryError
+from hindsight.specs import SpecError, load_spec
+
+app = typer.Typer(help="Multi-task RL with Generalized Hindsight relabeling on dm_control physics.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print ``error: message`` to stderr and exit with ``code`` (2 for bad input)."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _load(spec: Path, overrides: list[str]):
+    try:
+        return load_spec(spec, overrides)
+    except (SpecError, RegistryError) as exc:
+        fail(str(exc))
+
+
+@app.command("list")
+def list_components(kind: Optional[str] = typer.Argument(None, help=f"one of: {', '.join(KINDS)}")) -> None:
+    """List every registered component (or those of one KIND) with its summary."""
+    if kind is not None and kind not in KINDS:
+        fail(f"unknown kind {kind!r} (kinds: {', '.join(KINDS)})")
+    try:
+        entries = REGISTRY.entries(kind)
+    except RegistryError as exc:
+        fail(str(exc))
+    table = Table(show_header=True, header_style="bold")
+    for column in ("kind", "name", "summary"):
+        table.add_column(column)
+    for entry in entries:
+        table.add_row(entry.kind, entry.name, REGISTRY.summary(entry))
+    out.print(table)
+
+
+@app.command()
+def validate(spec: Path = typer.Argument(..., help="run spec (YAML)"),
+             set_: list[str] = typer.Option([], "--set", help="override: dotted.path=value (repeatable)")) -> None:
+    """Check a run spec and print it resolved, with every default filled in."""
+    import yaml
+
+    resolved = _load(spec, set_)
+    out.print(yaml.safe_dump(resolved.to_dict(), sort_keys=False), highlight=False, end="")
+
+
+@app.command()
+def run(spec: Path = typer.Argument(..., help="run spec (YAML)"),
+        set_: list[str] = typer.Option([], "--set", help="override: dotted.path=value (repeatable)"),
+        out_dir: Optional[Path] = typer.Option(None, "--out", help="run directory (default runs/<spec>-<time>)"),
+        progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="show the progress bar")) -> None:
+    """Train the agent a run spec describes; write spec.yaml, metrics.jsonl and checkpoint.pt."""
+    from hindsight.train.run import default_run_dir, execute
+
+    resolved = _load(spec, set_)
+    run_dir = out_dir or default_run_dir(spec)
+    try:
+        rows = execute(resolved, run_dir, progress)
+    except OSError as exc:
+        fail(f"{run_dir}: {exc.strerror or exc}")
+    last = rows[-1] if rows else {}
+    out.print(f"run directory: {run_dir}")
+    if last.get("eval/return_mean") is not None:
+        out.print(f"final eval return {last['eval/return_mean']:.3f} after {last['env_steps']:,} env steps "
+                  f"({last['train/steps_per_s']:.0f} env steps/s)")
+
+
+def main() -> None:
+    """Entry point for ``python -m hindsight``."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Metric sinks: metrics.jsonl (always), a rich progress bar, Weights & Biases."""

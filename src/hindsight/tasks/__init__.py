@@ -1,0 +1,1 @@
+"""Environment families: dm_control tasks, their task distributions and reward families."""

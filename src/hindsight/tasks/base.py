@@ -1,0 +1,140 @@
+"""Shared machinery of the environment families.
+
+A family is a registered ``env`` component: it knows its sizes and its task distribution and builds
+``dm_env.Environment`` instances (dm_control ``control.Environment`` on MuJoCo physics) whose task
+vector is set per episode. Each step's observation dict carries ``observations`` (the policy input,
+without z) and ``features`` (the reward features recorded by that step); the step reward is the
+reward family evaluated on those features.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from dm_control.rl import control
+from dm_control.suite import base
+
+from hindsight.protocols import RewardFamily, TaskDistribution
+
+
+class MultiTaskTask(base.Task):
+    """A dm_control Task whose reward is a RewardFamily evaluated on recorded features under z.
+
+    Subclasses implement ``observe``, ``features`` and ``reset_physics`` and may override
+    ``apply_action``, ``record_before_step`` (to keep pre-step quantities) and ``is_terminal``.
+    """
+
+    def __init__(self, reward: RewardFamily, feature_dim: int, horizon: int, random: Any = None):
+        super().__init__(random=random)
+        self._reward = reward
+        self._feature_dim = feature_dim
+        self.horizon = horizon
+        self._task: np.ndarray | None = None
+        self._action = None
+        self._features = np.zeros(feature_dim)
+        self.steps = 0
+
+    def set_task(self, task: np.ndarray) -> None:
+        """Set z (shape [Z]) for the episodes that follow."""
+        self._task = np.asarray(task, dtype=np.float32)
+
+    @property
+    def task(self) -> np.ndarray:
+        """The current task vector z, [Z]."""
+        if self._task is None:
+            raise RuntimeError("set_task(z) must be called before the first episode")
+        return self._task
+
+    def before_step(self, action, physics):
+        self.steps += 1
+        self._action = np.asarray(action, dtype=np.float32)
+        self.record_before_step(physics)
+        self.apply_action(self._action, physics)
+
+    def apply_action(self, action: np.ndarray, physics) -> None:
+        """Send the action to the physics (default: the actuators' controls)."""
+        physics.set_control(action)
+
+    def record_before_step(self, physics) -> None:
+        """Hook: keep pre-step quantities that the features need."""
+
+    def after_step(self, physics):
+        self._features = self.features(physics)
+
+    def get_observation(self, physics):
+        return collections.OrderedDict(
+            observations=np.asarray(self.observe(physics), dtype=np.float32),
+            features=np.asarray(self._features, dtype=np.float32),
+        )
+
+    def get_reward(self, physics):
+        features = torch.from_numpy(np.asarray(self._features, dtype=np.float32)).view(1, 1, -1)
+        action = torch.from_numpy(self._action).view(1, 1, -1)
+        task = torch.from_numpy(self.task).view(1, 1, -1)
+        return float(self._reward.reward(features, action, task)[0, 0, 0])
+
+    def get_termination(self, physics):
+        if self.is_terminal(physics):
+            return 0.0
+        return None
+
+    def is_terminal(self, physics) -> bool:
+        """True when the state is a true terminal (e.g. a fall)."""
+        return False
+
+    def initialize_episode(self, physics):
+        self.steps = 0
+        self._action = None
+        self._features = np.zeros(self._feature_dim)
+        self.reset_physics(physics)
+
+    @abc.abstractmethod
+    def reset_physics(self, physics) -> None:
+        """Put the physics in the episode's initial state (use ``self.random`` for noise)."""
+
+    @abc.abstractmethod
+    def observe(self, physics) -> np.ndarray:
+        """The policy's observation [O] (without z)."""
+
+    @abc.abstractmethod
+    def features(self, physics) -> np.ndarray:
+        """The reward features [F] of the step just taken."""
+
+
+class EnvFamily(abc.ABC):
+    """A registered environment family (kind ``env``).
+
+    Class attributes:
+        Params: the pydantic parameter model of the family.
+        default_reward: registered name of the reward family used when the spec names none.
+        features_name: the name of the feature layout the family records; a reward family
+            declaring ``env_features`` must match it.
+    Instance attributes:
+        obs_dim, action_dim, feature_dim, horizon: sizes (O, A, F, T).
+        task_distribution: the family's TaskDistribution.
+    """
+
+    Params: ClassVar[type]
+    default_reward: ClassVar[str]
+    features_name: ClassVar[str]
+
+    obs_dim: int
+    action_dim: int
+    feature_dim: int
+    horizon: int
+    task_distribution: TaskDistribution
+
+    @abc.abstractmethod
+    def make_env(self, reward: RewardFamily, seed: int) -> control.Environment:
+        """A new environment whose physics noise is seeded by ``seed``; set z via ``env.task.set_task``."""
+
+
+def make_control_env(physics, task: MultiTaskTask, control_timestep: float) -> control.Environment:
+    """Wrap physics and task in ``control.Environment`` with an exact ``task.horizon``-step time limit."""
+    env = control.Environment(physics, task, time_limit=float("inf"), control_timestep=control_timestep)
+    env._step_limit = float(task.horizon)  # exact step count; avoids float rounding of time_limit / dt
+    return env

@@ -1,0 +1,156 @@
+"""PointReacher: reach a goal, avoid an imagined obstacle, save energy, in any mix of the three.
+
+Task z (6) = (u, v, theta_g, r_g, theta_o, r_o); goal g = r_g (cos theta_g, sin theta_g), obstacle
+o likewise; weights w = (cos a sin p, sin a sin p, cos p) with a = 2 pi u, p = arccos(2 v - 1).
+Reward with p the position after the step: w_dist (0.2 - |p - g|) - w_energy |a| + w_safety log10(|p - o| + 0.01) / 5.
+Reward features (2): the position after the step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import torch
+from dm_control import mujoco
+from pydantic import Field
+
+from hindsight.protocols import GoalPart
+from hindsight.resources import env_asset
+from hindsight.specs import Params
+from hindsight.tasks.base import EnvFamily, MultiTaskTask, make_control_env
+
+CONTROL_DT = 0.1        # one Euler physics step per control step
+MAX_STEP_SPEED = 0.25   # per-step velocity bound of the reference dynamics
+ACCEL_PER_STEP = 1 / 20  # per-step velocity change for a unit action
+
+
+def reacher_weights(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Objective weights (w_dist, w_energy, w_safety) [..., 3] from u, v [...]: a unit vector in the positive octant."""
+    alpha = 2 * math.pi * u
+    phi = torch.arccos((2 * v - 1).clamp(-1.0, 1.0))
+    return torch.stack([torch.cos(alpha) * torch.sin(phi), torch.sin(alpha) * torch.sin(phi), torch.cos(phi)], -1)
+
+
+def polar_to_xy(theta: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+    """Cartesian points [..., 2] from polar coordinates [...]."""
+    return torch.stack([radius * torch.cos(theta), radius * torch.sin(theta)], -1)
+
+
+class PointReacherTasks:
+    """u ~ U(0, 0.25), v ~ U(0.5, 1), theta_g, theta_o ~ U(-pi, pi), r_g, r_o ~ U(0.15, 0.30)."""
+
+    task_dim = 6
+    LOW = torch.tensor([0.0, 0.5, -math.pi, 0.15, -math.pi, 0.15])
+    HIGH = torch.tensor([0.25, 1.0, math.pi, 0.30, math.pi, 0.30])
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """[n, 6] tasks drawn uniformly from the box above."""
+        u = torch.rand(n, self.task_dim, generator=generator, device=generator.device)
+        low, high = self.LOW.to(u.device), self.HIGH.to(u.device)
+        return low + (high - low) * u
+
+    def eval_tasks(self) -> None:
+        """None: evaluation draws fresh tasks each episode."""
+        return None
+
+    def goal_part(self) -> GoalPart:
+        """The goal is (theta_g, r_g): the polar coordinates of a reached position."""
+        def from_features(features: torch.Tensor) -> torch.Tensor:
+            x, y = features[..., 0], features[..., 1]
+            return torch.stack([torch.atan2(y, x), torch.hypot(x, y)], -1)
+        return GoalPart(task_slice=slice(2, 4), from_features=from_features)
+
+
+class PointReacherReward:
+    """Goal distance, energy and obstacle safety weighted by the task's unit weight vector."""
+
+    env_features = "point_position"
+    feature_dim = 2
+    task_dim = 6
+
+    class Params(Params):
+        distance: Literal["dense", "sparse"] = Field(
+            default="dense", description="dense: 0.2 - |p - g|; sparse: scale * exp(-|p - g|^2 / 0.08^2)")
+        sparse_scale: float = Field(default=1.0, gt=0)
+
+    def __init__(self, params: "PointReacherReward.Params | None" = None):
+        self.params = params or self.Params()
+
+    def terms(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+        """The three unweighted terms (distance, energy, safety) [B, K, T, 3] for features [B, T, 2],
+        actions [B, T, 2], tasks [B, K, 6]."""
+        p = features[:, None, :, :2]                                   # [B, 1, T, 2]
+        goal = polar_to_xy(tasks[..., 2], tasks[..., 3])[:, :, None]  # [B, K, 1, 2]
+        obstacle = polar_to_xy(tasks[..., 4], tasks[..., 5])[:, :, None]
+        goal_dist = torch.linalg.vector_norm(p - goal, dim=-1)         # [B, K, T]
+        if self.params.distance == "dense":
+            distance = 0.2 - goal_dist
+        else:
+            distance = self.params.sparse_scale * torch.exp(-goal_dist.square() / 0.08 ** 2)
+        energy = -torch.linalg.vector_norm(actions, dim=-1)[:, None].expand_as(distance)
+        safety = torch.log10(torch.linalg.vector_norm(p - obstacle, dim=-1) + 0.01) / 5
+        return torch.stack([distance, energy, safety], -1)
+
+    def reward(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+        """[B, K, T] rewards for features [B, T, 2], actions [B, T, 2], tasks [B, K, 6]."""
+        weights = reacher_weights(tasks[..., 0], tasks[..., 1])[:, :, None]  # [B, K, 1, 3]
+        return (self.terms(features, actions, tasks) * weights).sum(-1)
+
+
+class PointReacherTask(MultiTaskTask):
+    """The dm_control task: reference point dynamics on MuJoCo, observation (x, y, vx, vy, t/H)."""
+
+    def reset_physics(self, physics) -> None:
+        physics.data.qpos[:] = 0.0
+        physics.data.qvel[:] = 0.0
+        z = self.task
+        physics.model.site_pos[physics.model.name2id("goal", "site"), :2] = polar_to_xy(
+            torch.tensor(z[2]), torch.tensor(z[3])).numpy()
+        physics.model.site_pos[physics.model.name2id("obstacle", "site"), :2] = polar_to_xy(
+            torch.tensor(z[4]), torch.tensor(z[5])).numpy()
+
+    def apply_action(self, action: np.ndarray, physics) -> None:
+        # Clip the control so the per-step velocity stays in [-0.25, 0.25] after this step, exactly as
+        # the reference clips v after adding a / 20.
+        step_velocity = physics.data.qvel * CONTROL_DT
+        low = (-MAX_STEP_SPEED - step_velocity) / ACCEL_PER_STEP
+        high = (MAX_STEP_SPEED - step_velocity) / ACCEL_PER_STEP
+        physics.set_control(np.clip(np.clip(action, -1.0, 1.0), low, high))
+
+    def after_step(self, physics):
+        np.clip(physics.data.qpos, -1.0, 1.0, out=physics.data.qpos)
+        super().after_step(physics)
+
+    def observe(self, physics) -> np.ndarray:
+        velocity = physics.data.qvel * CONTROL_DT
+        return np.concatenate([physics.data.qpos, velocity, [self.steps / self.horizon]])
+
+    def features(self, physics) -> np.ndarray:
+        return physics.data.qpos.copy()
+
+
+class PointReacher(EnvFamily):
+    """2-D point mass: reach a goal, avoid an imagined obstacle, save energy (horizon 20)."""
+
+    default_reward = "point_reacher"
+    features_name = "point_position"
+
+    class Params(Params):
+        horizon: int = Field(default=20, ge=1)
+
+    obs_dim = 5
+    action_dim = 2
+    feature_dim = 2
+
+    def __init__(self, params: "PointReacher.Params | None" = None):
+        self.params = params or self.Params()
+        self.horizon = self.params.horizon
+        self.task_distribution = PointReacherTasks()
+        self._xml = env_asset("point_reacher", "point_reacher.xml").read_text()
+
+    def make_env(self, reward, seed: int):
+        physics = mujoco.Physics.from_xml_string(self._xml)
+        task = PointReacherTask(reward, self.feature_dim, self.horizon, random=seed)
+        return make_control_env(physics, task, CONTROL_DT)

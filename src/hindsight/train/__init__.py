@@ -1,0 +1,1 @@
+"""Algorithm 1: collection, relabeling, insertion, updates, evaluation."""
