@@ -1,0 +1,201 @@
+"""Ant direction: move in the direction theta of the task.
+
+The robot is dm_control's ant (``dm_control/third_party/ant/ant.xml``, the walker of dm_control.locomotion)
+with a free joint on its torso, a floor, motor gear 150 (the paper's ant; the file ships 75), physics step
+0.01 s and control step 0.05 s (5 substeps). Horizon 1000. Reset noise: joint positions U(-0.1, 0.1) (the
+torso quaternion renormalised), velocities 0.1 N(0, 1). The episode ends as a true terminal (discount 0)
+when the state is not finite or the torso height leaves [0.2, 1.0].
+
+Task z (1) = theta ~ U(-pi, pi). Reward, with v the torso's xy velocity over the step:
+r = |v| 1[cos(angle(v, (cos theta, sin theta))) > cos 15 deg] - 0.5 |a|^2 - 0.5e-3 sum(clip(cfrc_ext, -1, 1)^2) + 1.
+Reward features (3): v_x, v_y and the contact sum sum(clip(cfrc_ext, -1, 1)^2).
+Observation (27): joint positions without the torso x, y (13) and all velocities (14).
+Eval tasks: theta_k = -pi + pi/25 + 2 pi k / 25, k = 0..24.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import dm_control
+import numpy as np
+import torch
+from dm_control import mjcf, mujoco
+from pydantic import Field
+
+from hindsight.specs import Params
+from hindsight.tasks.base import EnvFamily, MultiTaskTask, make_control_env
+
+ANT_XML = os.path.join(os.path.dirname(dm_control.__file__), "third_party", "ant", "ant.xml")
+PHYSICS_DT = 0.01
+CONTROL_DT = 0.05
+GEAR = 150.0
+HEALTHY_Z = (0.2, 1.0)
+RESET_POSITION_NOISE = 0.1
+RESET_VELOCITY_NOISE = 0.1
+EVAL_COUNT = 25
+
+
+class DirectionTasks:
+    """theta ~ U(-pi, pi): the direction to move in; eval set theta_k = -pi + pi/25 + 2 pi k / 25."""
+
+    task_dim = 1
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """[n, 1] directions drawn uniformly from [-pi, pi)."""
+        u = torch.rand(n, 1, generator=generator, device=generator.device)
+        return (2 * u - 1) * math.pi
+
+    def eval_tasks(self) -> torch.Tensor:
+        """[25, 1] evenly spaced directions."""
+        k = torch.arange(EVAL_COUNT, dtype=torch.float32)
+        return (-math.pi + math.pi / EVAL_COUNT + 2 * math.pi * k / EVAL_COUNT)[:, None]
+
+    def goal_part(self) -> None:
+        """None: a direction is not a goal reached at one step."""
+        return None
+
+
+class DirectionReward:
+    """Speed inside a 15-degree cone around the task direction, minus a control cost, plus an alive bonus.
+
+    r = |v| 1[cos(angle(v, (cos theta, sin theta))) > cos(cone)] - ctrl_cost |clip(a, -1, 1)|^2 + alive_bonus,
+    with v = features[..., :2] the body's xy velocity.
+    """
+
+    feature_dim = 2
+    task_dim = 1
+
+    class Params(Params):
+        ctrl_cost: float = Field(default=0.5, ge=0)
+        alive_bonus: float = 1.0
+        cone_deg: float = Field(default=15.0, gt=0, le=180)
+
+    def __init__(self, params=None):
+        self.params = params or self.Params()
+
+    def reward(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+        """[B, K, T] rewards for features [B, T, F >= 2], actions [B, T, A], tasks [B, K, 1]."""
+        v = features[:, None, :, :2]                                             # [B, 1, T, 2]
+        speed = torch.linalg.vector_norm(v, dim=-1)                              # [B, 1, T]
+        theta = tasks[..., 0, None]                                              # [B, K, 1]
+        along = v[..., 0] * torch.cos(theta) + v[..., 1] * torch.sin(theta)      # [B, K, T]
+        inside = along > math.cos(math.radians(self.params.cone_deg)) * speed
+        control = actions.clamp(-1.0, 1.0).square().sum(-1)[:, None]             # [B, 1, T]
+        return speed * inside - self.params.ctrl_cost * control + self.params.alive_bonus
+
+
+class AntDirectionReward(DirectionReward):
+    """The ant's direction reward: speed in the 15-degree cone - 0.5 |a|^2 - 0.5e-3 contact sum + 1."""
+
+    env_features = "ant_motion"
+    feature_dim = 3
+
+    class Params(DirectionReward.Params):
+        contact_cost: float = Field(default=0.5e-3, ge=0)
+
+    def reward(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+        """[B, K, T] rewards for features [B, T, 3] (v_x, v_y, contact sum), actions [B, T, 8], tasks [B, K, 1]."""
+        return super().reward(features, actions, tasks) - self.params.contact_cost * features[:, None, :, 2]
+
+
+class DirectionTask(MultiTaskTask):
+    """A free-floating body moving on a floor: xy velocity features, fall terminals, noisy reset.
+
+    Args (beyond MultiTaskTask's): healthy_z, the torso heights (low, high) outside of which the episode
+    ends as a true terminal; position_noise, velocity_noise: the reset noise scales; uniform_velocity_noise:
+    velocities U(-s, s) instead of s N(0, 1).
+    """
+
+    def __init__(self, reward, feature_dim, horizon, random, *, healthy_z, position_noise, velocity_noise,
+                 uniform_velocity_noise=False, control_dt):
+        super().__init__(reward, feature_dim, horizon, random=random)
+        self.healthy_z = healthy_z
+        self.position_noise = position_noise
+        self.velocity_noise = velocity_noise
+        self.uniform_velocity_noise = uniform_velocity_noise
+        self.control_dt = control_dt
+
+    def reset_physics(self, physics) -> None:
+        model, data = physics.model, physics.data
+        data.qpos[:] = model.qpos0 + self.random.uniform(-self.position_noise, self.position_noise, model.nq)
+        data.qpos[3:7] /= np.linalg.norm(data.qpos[3:7])
+        if self.uniform_velocity_noise:
+            data.qvel[:] = self.random.uniform(-self.velocity_noise, self.velocity_noise, model.nv)
+        else:
+            data.qvel[:] = self.velocity_noise * self.random.standard_normal(model.nv)
+        self._xy_before = data.qpos[:2].copy()
+
+    def record_before_step(self, physics) -> None:
+        self._xy_before = physics.data.qpos[:2].copy()
+
+    def observe(self, physics) -> np.ndarray:
+        return np.concatenate([physics.data.qpos[2:], physics.data.qvel])
+
+    def velocity(self, physics) -> np.ndarray:
+        """The torso's xy velocity over the step just taken, [2]."""
+        return (physics.data.qpos[:2] - self._xy_before) / self.control_dt
+
+    def features(self, physics) -> np.ndarray:
+        return self.velocity(physics)
+
+    def is_terminal(self, physics) -> bool:
+        data = physics.data
+        if not (np.isfinite(data.qpos).all() and np.isfinite(data.qvel).all()):
+            return True
+        low, high = self.healthy_z
+        return not low <= data.qpos[2] <= high
+
+
+class AntTask(DirectionTask):
+    """The ant: features add the clipped contact-force sum."""
+
+    def features(self, physics) -> np.ndarray:
+        contact = float(np.square(np.clip(physics.data.cfrc_ext, -1.0, 1.0)).sum())
+        return np.append(self.velocity(physics), contact)
+
+
+def ant_model_xml() -> tuple[str, dict]:
+    """dm_control's ant as a standalone model: free torso, floor, gear 150, physics step 0.01 s.
+
+    Returns the XML string and its assets (none are files, but Physics.from_xml_string takes the dict).
+    """
+    root = mjcf.from_path(ANT_XML)
+    root.option.timestep = PHYSICS_DT
+    root.default.motor.gear = [GEAR]
+    root.find("body", "torso").add("freejoint", name="root")
+    root.asset.add("texture", name="grid", type="2d", builtin="checker", width=256, height=256,
+                   rgb1=[0.2, 0.3, 0.4], rgb2=[0.1, 0.15, 0.2])
+    root.asset.add("material", name="grid", texture="grid", texrepeat=[20, 20], reflectance=0.1)
+    root.worldbody.add("geom", name="floor", type="plane", size=[100, 100, 0.5], material="grid",
+                       friction=[1, 0.5, 0.5])
+    root.worldbody.add("light", name="light", pos=[0, 0, 4], dir=[0, 0, -1], directional=True)
+    return root.to_xml_string(), root.get_assets()
+
+
+class AntDirection(EnvFamily):
+    """dm_control's ant (gear 150) moving in a task direction theta; falls are terminal (horizon 1000)."""
+
+    default_reward = "ant_direction"
+    features_name = "ant_motion"
+
+    class Params(Params):
+        horizon: int = Field(default=1000, ge=1)
+
+    obs_dim = 27
+    action_dim = 8
+    feature_dim = 3
+
+    def __init__(self, params: "AntDirection.Params | None" = None):
+        self.params = params or self.Params()
+        self.horizon = self.params.horizon
+        self.task_distribution = DirectionTasks()
+        self._xml, self._assets = ant_model_xml()
+
+    def make_env(self, reward, seed: int):
+        physics = mujoco.Physics.from_xml_string(self._xml, self._assets)
+        task = AntTask(reward, self.feature_dim, self.horizon, random=seed, healthy_z=HEALTHY_Z,
+                       position_noise=RESET_POSITION_NOISE, velocity_noise=RESET_VELOCITY_NOISE,
+                       control_dt=CONTROL_DT)
+        return make_control_env(physics, task, CONTROL_DT)

@@ -1,0 +1,127 @@
+"""HalfCheetah multi-objective: run forward or backward, flip, jump and save energy, in any mix.
+
+The robot is dm_control's planar cheetah (suite ``cheetah.xml``), with the front-thigh gear set to 120 as in
+the paper's HalfCheetah (dm_control ships 90; every other gear already matches). Physics step 0.01 s,
+control step 0.05 s (5 substeps), horizon 1000, no terminal. Reset noise: joint positions U(-0.1, 0.1),
+velocities 0.1 N(0, 1).
+
+Reward features (4) after each step: forward velocity (x_after - x_before) / dt, control cost -0.1 |a|^2,
+torso height (the rootz joint), pitch rate (the rooty joint velocity).
+Task z (4): g ~ N(0, I_4) (redrawn if |g| < 1e-4), z = (g1, |g2|, |g3|, g4) / |g|. Reward r = z . features.
+Observation (17): joint positions without rootx (8) and all velocities (9).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from dm_control import mujoco
+from dm_control.suite import cheetah as suite_cheetah
+from pydantic import Field
+
+from hindsight.resources import env_asset
+from hindsight.specs import Params
+from hindsight.tasks.base import EnvFamily, MultiTaskTask, make_control_env
+
+CONTROL_DT = 0.05
+CONTROL_COST = 0.1
+RESET_POSITION_NOISE = 0.1
+RESET_VELOCITY_NOISE = 0.1
+FRONT_THIGH_GEAR = 120.0
+ROOTX, ROOTZ, ROOTY = 0, 1, 2  # the torso's joints, first in qpos and qvel
+EVAL_SEED = 2020  # the shipped eval set is ``CheetahTasks().sample(25, torch.Generator().manual_seed(EVAL_SEED))``
+EVAL_COUNT = 25
+
+
+class CheetahTasks:
+    """Unit vectors z = (g1, |g2|, |g3|, g4) / |g| with g ~ N(0, I_4): non-negative energy and height weights."""
+
+    task_dim = 4
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """[n, 4] unit task vectors; draws with |g| < 1e-4 are redrawn."""
+        g = torch.randn(n, self.task_dim, generator=generator, device=generator.device)
+        small = torch.linalg.vector_norm(g, dim=-1) < 1e-4
+        while bool(small.any()):
+            g[small] = torch.randn(int(small.sum()), self.task_dim, generator=generator, device=generator.device)
+            small = torch.linalg.vector_norm(g, dim=-1) < 1e-4
+        g[:, 1:3] = g[:, 1:3].abs()
+        return g / torch.linalg.vector_norm(g, dim=-1, keepdim=True)
+
+    def eval_tasks(self) -> torch.Tensor:
+        """[25, 4]: the fixed evaluation set shipped in ``envs/cheetah_multi/eval_tasks.json``."""
+        data = json.loads(env_asset("cheetah_multi", "eval_tasks.json").read_text())
+        return torch.tensor(data["tasks"], dtype=torch.float32)
+
+    def goal_part(self) -> None:
+        """None: the task weighs objectives, it names no goal."""
+        return None
+
+
+class CheetahReward:
+    """r = z . (forward velocity, control cost, torso height, pitch rate)."""
+
+    env_features = "cheetah_objectives"
+    feature_dim = 4
+    task_dim = 4
+
+    class Params(Params):
+        pass
+
+    def __init__(self, params: "CheetahReward.Params | None" = None):
+        self.params = params or self.Params()
+
+    def reward(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+        """[B, K, T] rewards for features [B, T, 4], actions [B, T, 6] (unused: the control cost is a
+        feature), tasks [B, K, 4]."""
+        return torch.einsum("btf,bkf->bkt", features, tasks)
+
+
+class CheetahTask(MultiTaskTask):
+    """The dm_control task: noisy reset, four objective features, never terminates."""
+
+    def reset_physics(self, physics) -> None:
+        model, data = physics.model, physics.data
+        data.qpos[:] = model.qpos0 + self.random.uniform(-RESET_POSITION_NOISE, RESET_POSITION_NOISE, model.nq)
+        data.qvel[:] = RESET_VELOCITY_NOISE * self.random.standard_normal(model.nv)
+        self._x_before = 0.0
+
+    def record_before_step(self, physics) -> None:
+        self._x_before = float(physics.data.qpos[ROOTX])
+
+    def observe(self, physics) -> np.ndarray:
+        return np.concatenate([physics.data.qpos[1:], physics.data.qvel])
+
+    def features(self, physics) -> np.ndarray:
+        qpos, qvel = physics.data.qpos, physics.data.qvel
+        forward = (qpos[ROOTX] - self._x_before) / CONTROL_DT
+        control = -CONTROL_COST * float(np.square(np.clip(self._action, -1.0, 1.0)).sum())
+        return np.array([forward, control, qpos[ROOTZ], qvel[ROOTY]])
+
+
+class CheetahMulti(EnvFamily):
+    """dm_control's planar cheetah with a 4-objective task: velocity, energy, height, pitch rate (horizon 1000)."""
+
+    default_reward = "cheetah_multi"
+    features_name = "cheetah_objectives"
+
+    class Params(Params):
+        horizon: int = Field(default=1000, ge=1)
+
+    obs_dim = 17
+    action_dim = 6
+    feature_dim = 4
+
+    def __init__(self, params: "CheetahMulti.Params | None" = None):
+        self.params = params or self.Params()
+        self.horizon = self.params.horizon
+        self.task_distribution = CheetahTasks()
+        self._xml, self._assets = suite_cheetah.get_model_and_assets()
+
+    def make_env(self, reward, seed: int):
+        physics = mujoco.Physics.from_xml_string(self._xml, self._assets)
+        physics.named.model.actuator_gear["fthigh", 0] = FRONT_THIGH_GEAR
+        task = CheetahTask(reward, self.feature_dim, self.horizon, random=seed)
+        return make_control_env(physics, task, CONTROL_DT)

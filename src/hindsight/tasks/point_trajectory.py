@@ -1,0 +1,122 @@
+"""PointTrajectory: a 2-D point mass asked to follow a sinusoid of any orientation, scale and amplitude.
+
+Task z (3) = (theta, d, A): theta ~ U(-pi, pi), d ~ U(0.75, 1), A ~ U(-0.25, 0.25).
+Reward on the position (x, y) BEFORE the step: rotate x' = x cos(theta) - y sin(theta),
+y' = x sin(theta) + y cos(theta); r = 0 if x' < 0, else (x'/d + 1e-12) * N(y' - A sin(pi x'/d); 0, 0.05).
+Reward features (2): the position before the step. Observation (3): x, y, t/H. Horizon 15.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from dm_control import mujoco
+from pydantic import Field
+
+from hindsight.resources import env_asset
+from hindsight.specs import Params
+from hindsight.tasks.base import EnvFamily, MultiTaskTask, make_control_env
+
+CONTROL_DT = 0.1  # one Euler physics step from rest per control step: the point moves by a / 10
+TRACK_STD = 0.05  # std of the Gaussian around the sinusoid
+
+
+class PointTrajectoryTasks:
+    """theta ~ U(-pi, pi), d ~ U(0.75, 1.0), A ~ U(-0.25, 0.25)."""
+
+    task_dim = 3
+    LOW = torch.tensor([-math.pi, 0.75, -0.25])
+    HIGH = torch.tensor([math.pi, 1.0, 0.25])
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """[n, 3] tasks drawn uniformly from the box above."""
+        u = torch.rand(n, self.task_dim, generator=generator, device=generator.device)
+        low, high = self.LOW.to(u.device), self.HIGH.to(u.device)
+        return low + (high - low) * u
+
+    def eval_tasks(self) -> None:
+        """None: evaluation draws fresh tasks each episode."""
+        return None
+
+    def goal_part(self) -> None:
+        """None: the task is a curve to follow, not a goal to reach."""
+        return None
+
+
+class PointTrajectoryReward:
+    """Progress along the rotated axis times a Gaussian density around the task's sinusoid."""
+
+    env_features = "point_position_before"
+    feature_dim = 2
+    task_dim = 3
+
+    class Params(Params):
+        pass
+
+    def __init__(self, params: "PointTrajectoryReward.Params | None" = None):
+        self.params = params or self.Params()
+
+    def reward(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+        """[B, K, T] rewards for features [B, T, 2] (position before each step), actions [B, T, 2],
+        tasks [B, K, 3]."""
+        x, y = features[:, None, :, 0], features[:, None, :, 1]                # [B, 1, T]
+        theta, d, amp = (tasks[..., i, None] for i in range(3))                 # [B, K, 1]
+        cos, sin = torch.cos(theta), torch.sin(theta)
+        xr = x * cos - y * sin                                                  # [B, K, T]
+        yr = x * sin + y * cos
+        offset = yr - amp * torch.sin(math.pi * xr / d)
+        density = torch.exp(-0.5 * (offset / TRACK_STD).square()) / (TRACK_STD * math.sqrt(2 * math.pi))
+        return torch.where(xr < 0, torch.zeros_like(xr), (xr / d + 1e-12) * density)
+
+
+class PointTrajectoryTask(MultiTaskTask):
+    """The dm_control task: the point moves by a/10 a step, clipped to [-1, 1]^2; observation (x, y, t/H)."""
+
+    def reset_physics(self, physics) -> None:
+        physics.data.qpos[:] = 0.0
+        physics.data.qvel[:] = 0.0
+        self._before = np.zeros(2)
+
+    def record_before_step(self, physics) -> None:
+        self._before = physics.data.qpos.copy()
+
+    def apply_action(self, action: np.ndarray, physics) -> None:
+        physics.data.qvel[:] = 0.0  # no momentum: each step starts from rest
+        physics.set_control(np.clip(action, -1.0, 1.0))
+
+    def after_step(self, physics):
+        np.clip(physics.data.qpos, -1.0, 1.0, out=physics.data.qpos)
+        super().after_step(physics)
+
+    def observe(self, physics) -> np.ndarray:
+        return np.concatenate([physics.data.qpos, [self.steps / self.horizon]])
+
+    def features(self, physics) -> np.ndarray:
+        return self._before
+
+
+class PointTrajectory(EnvFamily):
+    """2-D point mass following a sinusoid of any orientation, length scale and amplitude (horizon 15)."""
+
+    default_reward = "point_trajectory"
+    features_name = "point_position_before"
+
+    class Params(Params):
+        horizon: int = Field(default=15, ge=1)
+
+    obs_dim = 3
+    action_dim = 2
+    feature_dim = 2
+
+    def __init__(self, params: "PointTrajectory.Params | None" = None):
+        self.params = params or self.Params()
+        self.horizon = self.params.horizon
+        self.task_distribution = PointTrajectoryTasks()
+        self._xml = env_asset("point_trajectory", "point_trajectory.xml").read_text()
+
+    def make_env(self, reward, seed: int):
+        physics = mujoco.Physics.from_xml_string(self._xml)
+        task = PointTrajectoryTask(reward, self.feature_dim, self.horizon, random=seed)
+        return make_control_env(physics, task, CONTROL_DT)
