@@ -1,0 +1,83 @@
+"""The ``hindsight study`` and ``hindsight report`` commands (attached to the app in hindsight.cli)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+
+class Backend(str, Enum):
+    """Where a study's runs execute."""
+
+    local = "local"
+    ray = "ray"
+
+
+def study(study_file: Path = typer.Argument(..., help="study spec (YAML): a base run spec plus a grid"),
+          backend: Backend = typer.Option(Backend.local, help="local: worker processes here; ray: Ray tasks"),
+          workers: int = typer.Option(2, min=1, help="runs at once"),
+          set_: list[str] = typer.Option([], "--set", help="override: dotted.path=value for the base run spec, "
+                                         "or grid.dotted.path=LIST (a YAML list) to replace a grid axis (repeatable)"),
+          out_dir: Optional[Path] = typer.Option(None, "--out", help="study directory (default runs/studies/<name>)"),
+          address: Optional[str] = typer.Option(None, help="Ray cluster address (ray backend; default: start Ray "
+                                                "locally); the study directory must be shared with its nodes"),
+          dry_run: bool = typer.Option(False, "--dry-run", help="validate and list the runs without training")) -> None:
+    """Train every run of a study's grid, skipping finished runs; a failed run does not stop the others."""
+    from hindsight.cli import fail
+    from hindsight.registry import RegistryError
+    from hindsight.specs import SpecError
+    from hindsight.studies.runner import RUNS_DIR, initial_statuses, run_study, status_table
+    from hindsight.studies.spec import expand, load_study
+
+    if address is not None and backend is not Backend.ray:
+        fail("--address needs --backend ray")
+    try:
+        plan = load_study(study_file, set_)
+        runs = expand(plan)
+    except (SpecError, RegistryError) as exc:
+        fail(str(exc))
+    out = out_dir or Path("runs") / "studies" / plan.name
+    console = Console(stderr=True)
+    if dry_run:
+        statuses = initial_statuses(runs, out)
+        if console.is_terminal:
+            console.print(status_table(statuses))
+        else:
+            for status in statuses:
+                console.print(status.line(), highlight=False, markup=False, soft_wrap=True)
+        console.print(f"{len(runs)} runs in {out / RUNS_DIR}")
+        return
+    try:
+        statuses = run_study(plan, runs, out, backend.value, workers, address, console)
+    except OSError as exc:
+        fail(f"{out}: {exc.strerror or exc}")
+    failed = [s for s in statuses if s.state == "failed"]
+    console.print(f"study directory: {out}  ({len(statuses) - len(failed)} of {len(statuses)} runs finished)")
+    if failed:
+        console.print(f"[red]{len(failed)} failed[/]: see error.txt in each run directory and {out}/status.json")
+        raise typer.Exit(1)
+
+
+def report(study_dirs: list[Path] = typer.Argument(..., help="study directories written by `hindsight study`"),
+           out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default: <first STUDY_DIR>/report)"),
+           fraction: float = typer.Option(0.9, min=0.0, max=1.0, help="sample efficiency: env steps to reach this "
+                                          "fraction of the way from the first evaluation to the best final return"),
+           resamples: int = typer.Option(1000, min=1, help="bootstrap resamples for the 95% intervals")) -> None:
+    """Learning curves (PNG, SVG) and tables of final return and sample efficiency (Markdown, CSV)."""
+    from hindsight.cli import fail
+    from hindsight.studies.report import ReportError, write_report
+
+    out = out_dir or study_dirs[0] / "report"
+    try:
+        files = write_report(study_dirs, out, fraction, resamples)
+    except ReportError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{out}: {exc.strerror or exc}")
+    console = Console()
+    console.print(files["markdown"].read_text(), highlight=False, markup=False, soft_wrap=True)
+    console.print("wrote " + ", ".join(str(p) for p in files.values()))

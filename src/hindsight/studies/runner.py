@@ -1,0 +1,351 @@
+"""Running a study: skip finished runs, train the rest in worker processes or Ray tasks, record every outcome.
+
+A study directory holds ``study.yaml`` (the study, base inlined), ``manifest.json`` (each run's id, method,
+family, seed), ``status.json`` (each run's state, rewritten as it changes) and ``runs/<id>/`` (spec.yaml,
+metrics.jsonl, checkpoint.pt, log.txt, and error.txt when the run failed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Iterator
+
+import attrs
+import yaml
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from hindsight.studies.spec import PlannedRun, Study
+from hindsight.train.run import CHECKPOINT_FILE, METRICS_FILE, SPEC_FILE
+
+RUNS_DIR = "runs"
+STUDY_FILE = "study.yaml"
+MANIFEST_FILE = "manifest.json"
+STATUS_FILE = "status.json"
+ERROR_FILE = "error.txt"
+LOG_FILE = "log.txt"
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The rows of a metrics.jsonl file; a missing file or a torn last line (a killed run) is skipped."""
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def is_finished(run_dir: Path, spec: dict[str, Any]) -> bool:
+    """Whether ``run_dir`` holds a completed run of exactly ``spec``: same spec, checkpoint, last epoch logged."""
+    spec_file, checkpoint = run_dir / SPEC_FILE, run_dir / CHECKPOINT_FILE
+    if not (spec_file.is_file() and checkpoint.is_file()):
+        return False
+    try:
+        if yaml.safe_load(spec_file.read_text()) != spec:
+            return False
+    except yaml.YAMLError:
+        return False
+    rows = read_metrics(run_dir / METRICS_FILE)
+    return bool(rows) and rows[-1].get("epoch", 0) >= spec["train"]["epochs"]
+
+
+@contextlib.contextmanager
+def _output_to(path: Path) -> Iterator[None]:
+    """Send this process's stdout and stderr (file descriptors included) to ``path``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with path.open("w") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _train(spec: Any, run_dir: Path) -> None:
+    """Train from scratch; the one call site to switch once ``execute`` can resume from checkpoint.pt."""
+    from hindsight.train.run import execute
+
+    for name in (METRICS_FILE, CHECKPOINT_FILE, ERROR_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+    execute(spec, run_dir, progress=False)
+
+
+def train_run(spec: dict[str, Any], run_dir: str, threads: int) -> str | None:
+    """Train one run in this process, its output going to run_dir/log.txt.
+
+    Returns None on success, else the error's last line (its traceback is written to run_dir/error.txt).
+    """
+    directory = Path(run_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    with _output_to(directory / LOG_FILE):
+        try:
+            import torch
+
+            from hindsight.specs import validate
+
+            torch.set_num_threads(threads)
+            _train(validate(spec), directory)
+            return None
+        except Exception as exc:  # noqa: BLE001 - a failing run is recorded, never raised into the study
+            (directory / ERROR_FILE).write_text(traceback.format_exc())
+            return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def _process_main(spec: dict[str, Any], run_dir: str, threads: int) -> None:
+    sys.exit(0 if train_run(spec, run_dir, threads) is None else 1)
+
+
+class LocalBackend:
+    """Each run in its own spawned process, so a crash (even a segfault) takes down only that run."""
+
+    def __init__(self, workers: int):
+        self._context = multiprocessing.get_context("spawn")
+        self.threads = max(1, (os.cpu_count() or 1) // workers)
+
+    def start(self, spec: dict[str, Any], run_dir: Path) -> Any:
+        process = self._context.Process(target=_process_main, args=(spec, str(run_dir), self.threads))
+        process.start()
+        return process
+
+    def poll(self, handle: Any) -> tuple[bool, str | None]:
+        """(ended, why the worker died when it did not return normally)."""
+        if handle.is_alive():
+            return False, None
+        handle.join()
+        code = handle.exitcode
+        return True, None if code in (0, 1) else f"worker process died (exit code {code})"
+
+    def cancel(self, handle: Any) -> None:
+        handle.terminate()
+        handle.join()
+
+    def close(self) -> None:
+        pass
+
+
+class RayBackend:
+    """Each run as a Ray task (one CPU, a fresh worker process per task, no retries).
+
+    Starts Ray locally unless it is already initialized or ``address`` names a cluster; with a cluster,
+    the study directory must be on a filesystem its nodes share.
+    """
+
+    def __init__(self, workers: int, address: str | None):
+        import ray
+
+        self._ray = ray
+        self._owns = not ray.is_initialized()
+        if self._owns:
+            ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
+                     log_to_driver=False)
+        self.threads = 1
+        options: dict[str, Any] = {"num_cpus": 1, "max_calls": 1, "max_retries": 0}
+        if address and "MUJOCO_GL" in os.environ:  # a local Ray inherits our environment; a cluster does not
+            options["runtime_env"] = {"env_vars": {"MUJOCO_GL": os.environ["MUJOCO_GL"]}}
+        self._task = ray.remote(**options)(train_run)
+
+    def start(self, spec: dict[str, Any], run_dir: Path) -> Any:
+        return self._task.remote(spec, str(run_dir.resolve()), self.threads)
+
+    def poll(self, handle: Any) -> tuple[bool, str | None]:
+        """(ended, why the task died when it did not return normally)."""
+        ready, _ = self._ray.wait([handle], timeout=0)
+        if not ready:
+            return False, None
+        try:
+            self._ray.get(handle)
+        except self._ray.exceptions.RayError as exc:
+            return True, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+        return True, None
+
+    def cancel(self, handle: Any) -> None:
+        self._ray.cancel(handle, force=True)
+
+    def close(self) -> None:
+        if self._owns:
+            self._ray.shutdown()
+
+
+@attrs.define
+class RunStatus:
+    """What the study knows of one run while it goes on."""
+
+    run: PlannedRun
+    state: str = "pending"  # pending, running, done, skipped (finished before), failed, interrupted
+    epoch: int = 0
+    env_steps: int = 0
+    eval_return: float | None = None
+    started: float | None = None
+    seconds: float = 0.0
+    error: str | None = None
+
+    def refresh(self, run_dir: Path) -> None:
+        """Read the latest epoch, env steps and eval return from the run's metrics file."""
+        rows = read_metrics(run_dir / METRICS_FILE)
+        if rows:
+            self.epoch, self.env_steps = rows[-1]["epoch"], rows[-1]["env_steps"]
+            returns = [r["eval/return_mean"] for r in rows if r.get("eval/return_mean") is not None]
+            self.eval_return = returns[-1] if returns else None
+        if self.started is not None:
+            self.seconds = time.monotonic() - self.started
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.run.manifest(), "state": self.state, "epoch": self.epoch, "env_steps": self.env_steps,
+                "eval_return": self.eval_return, "seconds": round(self.seconds, 1), "error": self.error}
+
+    def cells(self) -> list[str]:
+        """The progress line: run, state, epoch, env steps, last eval return, time, error."""
+        ret = "-" if self.eval_return is None else f"{self.eval_return:.3f}"
+        return [self.run.id, self.state, f"{self.epoch}/{self.run.spec.run.train.epochs}", f"{self.env_steps:,}",
+                ret, f"{self.seconds:.0f}s", self.error or ""]
+
+    def line(self) -> str:
+        """The progress line as plain text, for logs."""
+        run, state, epoch, steps, ret, seconds, error = self.cells()
+        text = f"{state:<8} {run}  epoch {epoch}  steps {steps}  eval return {ret}  {seconds}"
+        return f"{text}  {_shorten(error)}" if error else text
+
+
+def _shorten(text: str, width: int = 100) -> str:
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+_STYLE = {"done": "green", "skipped": "dim", "failed": "red", "running": "yellow", "interrupted": "red"}
+
+
+def status_table(statuses: list[RunStatus]) -> Table:
+    """One line per run."""
+    table = Table(show_header=True, header_style="bold", pad_edge=False)
+    for column in ("run", "state", "epoch", "env steps", "eval return", "time"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("error", no_wrap=True, overflow="ellipsis", max_width=60)
+    for status in statuses:
+        table.add_row(*status.cells(), style=_STYLE.get(status.state))
+    return table
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+def prepare_study_dir(study: Study, runs: list[PlannedRun], out: Path) -> None:
+    """Write study.yaml and manifest.json (the report reads the manifest)."""
+    (out / RUNS_DIR).mkdir(parents=True, exist_ok=True)
+    (out / STUDY_FILE).write_text(yaml.safe_dump(study.to_dict(), sort_keys=False))
+    _write_json(out / MANIFEST_FILE, {"study": study.name, "runs": [r.manifest() for r in runs]})
+
+
+def initial_statuses(runs: list[PlannedRun], out: Path) -> list[RunStatus]:
+    """``skipped`` for runs already finished under the same spec, ``pending`` for the rest."""
+    statuses = []
+    for run in runs:
+        status = RunStatus(run)
+        if is_finished(out / RUNS_DIR / run.id, run.spec.to_dict()):
+            status.state = "skipped"
+            status.refresh(out / RUNS_DIR / run.id)
+        statuses.append(status)
+    return statuses
+
+
+def make_backend(name: str, workers: int, address: str | None = None) -> LocalBackend | RayBackend:
+    """The ``local`` or ``ray`` backend."""
+    return RayBackend(workers, address) if name == "ray" else LocalBackend(workers)
+
+
+def run_study(study: Study, runs: list[PlannedRun], out: Path, backend: str = "local", workers: int = 2,
+              address: str | None = None, console: Console | None = None, poll_s: float = 0.5) -> list[RunStatus]:
+    """Run every unfinished run, at most ``workers`` at once; returns each run's final status.
+
+    Progress is one line per run: a live table on a terminal, else a printed line at each state change.
+    A failed run is recorded (run_dir/error.txt, status.json) and the others go on.
+    """
+    console = console or Console(stderr=True)
+    prepare_study_dir(study, runs, out)
+    statuses = initial_statuses(runs, out)
+    pending = [s for s in statuses if s.state == "pending"]
+    running: dict[str, tuple[RunStatus, Any]] = {}
+
+    def save() -> None:
+        _write_json(out / STATUS_FILE, {"study": study.name, "backend": backend, "updated": time.time(),
+                                        "runs": [s.to_dict() for s in statuses]})
+
+    def changed(status: RunStatus) -> None:
+        save()
+        if not console.is_terminal:
+            console.print(status.line(), highlight=False, markup=False, soft_wrap=True)
+
+    for status in statuses:
+        if status.state == "skipped":
+            changed(status)
+    save()
+    engine = make_backend(backend, workers, address) if pending else None
+    live = Live(status_table(statuses), console=console, auto_refresh=False) if console.is_terminal else None
+    try:
+        with live or contextlib.nullcontext():
+            while pending or running:
+                while pending and len(running) < workers:
+                    status = pending.pop(0)
+                    run_dir = out / RUNS_DIR / status.run.id
+                    status.state, status.started = "running", time.monotonic()
+                    running[status.run.id] = (status, engine.start(status.run.spec.to_dict(), run_dir))
+                    changed(status)
+                time.sleep(poll_s)
+                for run_id, (status, handle) in list(running.items()):
+                    run_dir = out / RUNS_DIR / run_id
+                    ended, crash = engine.poll(handle)
+                    status.refresh(run_dir)
+                    if not ended:
+                        continue
+                    del running[run_id]
+                    _settle(status, run_dir, crash)
+                    changed(status)
+                if live is not None:
+                    live.update(status_table(statuses), refresh=True)
+    except KeyboardInterrupt:
+        for status, handle in running.values():
+            engine.cancel(handle)
+            status.state, status.error = "interrupted", "interrupted by the user"
+        save()
+        raise
+    finally:
+        if engine is not None:
+            engine.close()
+    save()
+    return statuses
+
+
+def _settle(status: RunStatus, run_dir: Path, crash: str | None) -> None:
+    """Mark an ended run done or failed; a run that died without writing error.txt gets one."""
+    if is_finished(run_dir, status.run.spec.to_dict()):
+        status.state = "done"
+        return
+    status.state = "failed"
+    error_file = run_dir / ERROR_FILE
+    if crash is not None or not error_file.is_file():
+        message = crash or "the run ended without finishing its last epoch"
+        error_file.write_text(message + "\n")
+        status.error = message
+    else:
+        lines = [line for line in error_file.read_text().splitlines() if line.strip()]
+        status.error = lines[-1] if lines else "failed"
