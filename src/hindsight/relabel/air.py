@@ -65,8 +65,8 @@ class AIR(CandidateRelabeler):
         returns = returns_under(features, actions, mask, candidates, ctx)          # [S, K]
         percentiles = batch_percentiles(returns[-self.params.cache:], returns[-batch.num:])  # [B, K]
         by_advantage = advantages(batch, candidates, returns[-batch.num:], ctx).argsort(
-            1, descending=True, stable=True)
-        by_percentile = percentiles.gather(1, by_advantage).argsort(1, descending=True, stable=True)
+            dim=1, descending=True, stable=True)
+        by_percentile = percentiles.gather(1, by_advantage).argsort(dim=1, descending=True, stable=True)
         return by_advantage.gather(1, by_percentile), percentiles
 
     def state_dict(self) -> dict[str, Any]:

@@ -75,7 +75,7 @@ class CandidateRelabeler(TrajectoryRelabeler):
                ctx: RelabelContext) -> tuple[torch.Tensor, torch.Tensor]:
         """Candidate indices [B, K] best first, and each candidate's percentile [B, K] for diagnostics."""
         returns = returns_under(batch.features, batch.actions, batch.mask, candidates, ctx)
-        order = self.scores(batch, candidates, returns, ctx).argsort(1, descending=True, stable=True)
+        order = self.scores(batch, candidates, returns, ctx).argsort(dim=1, descending=True, stable=True)
         return order, batch_percentiles(returns, returns)
 
     def scores(self, batch: TrajectoryBatch, candidates: torch.Tensor, returns: torch.Tensor,
