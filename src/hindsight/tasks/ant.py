@@ -15,6 +15,7 @@ Eval tasks: theta_k = -pi + pi/25 + 2 pi k / 25, k = 0..24.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -156,6 +157,7 @@ class AntTask(DirectionTask):
         return np.append(self.velocity(physics), contact)
 
 
+@functools.cache
 def ant_model_xml() -> tuple[str, dict]:
     """dm_control's ant as a standalone model: free torso, floor, gear 150, physics step 0.01 s.
 

@@ -1,0 +1,94 @@
+"""Gymnasium adapter: any registered environment family as a ``gymnasium.Env``, for other libraries' agents.
+
+The task vector z is appended to the observation (obs [O] -> concat(obs, z) [O + Z]); it is drawn from the
+family's task distribution at every reset, or fixed by the caller (constructor ``task=`` or
+``reset(options={"task": z})``). True terminals (falls) come back as ``terminated``, the time limit as
+``truncated``. ``info`` carries the step's reward features and the task.
+
+Example::
+
+    env = GymnasiumAdapter("cheetah_multi", env_params={"horizon": 200})
+    obs, info = env.reset(seed=0)           # obs: [17 + 4] float32
+    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch
+
+from hindsight.protocols import RewardFamily
+from hindsight.registry import REGISTRY
+from hindsight.tasks.base import EnvFamily
+
+
+class GymnasiumAdapter(gymnasium.Env):
+    """A registered family as a ``gymnasium.Env`` whose observation is concat(obs, z).
+
+    Args:
+        family: a registered env name or an EnvFamily instance.
+        env_params: the family's parameters (e.g. ``{"horizon": 100}``) when ``family`` is a name.
+        reward: a RewardFamily instance or a registered reward name (default: the family's own).
+        reward_params: that reward family's parameters when ``reward`` is a name or the default.
+        task: a fixed task z [Z] for every episode (default: a fresh draw at each reset).
+        seed: seeds the physics noise and the task draws until ``reset(seed=...)`` reseeds them.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, family: str | EnvFamily, *, env_params: dict[str, Any] | None = None,
+                 reward: str | RewardFamily | None = None, reward_params: dict[str, Any] | None = None,
+                 task: np.ndarray | None = None, seed: int = 0):
+        if isinstance(family, str):
+            env_cls = REGISTRY.get("env", family)
+            family = env_cls(env_cls.Params.model_validate(env_params or {}))
+        if reward is None or isinstance(reward, str):
+            reward_cls = REGISTRY.get("reward", reward or family.default_reward)
+            reward = reward_cls(reward_cls.Params.model_validate(reward_params or {}))
+        self.family = family
+        self.reward_family = reward
+        self.fixed_task = None if task is None else self._check_task(task)
+        task_dim = family.task_distribution.task_dim
+        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (family.obs_dim + task_dim,), np.float32)
+        self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (family.action_dim,), np.float32)
+        self.task: np.ndarray | None = None
+        self._seed(seed)
+
+    def _check_task(self, task: np.ndarray) -> np.ndarray:
+        task = np.asarray(task, dtype=np.float32)
+        if task.shape != (self.family.task_distribution.task_dim,):
+            raise ValueError(f"task must have shape ({self.family.task_distribution.task_dim},), got {task.shape}")
+        return task
+
+    def _seed(self, seed: int) -> None:
+        self._env = self.family.make_env(self.reward_family, seed)
+        self._tasks_generator = torch.Generator().manual_seed(seed)
+
+    def _observe(self, timestep) -> np.ndarray:
+        return np.concatenate([timestep.observation["observations"], self.task]).astype(np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Start an episode: (obs [O + Z], info). ``options={"task": z}`` fixes z for this episode."""
+        super().reset(seed=seed)
+        if seed is not None:
+            self._seed(seed)
+        if options and options.get("task") is not None:
+            self.task = self._check_task(options["task"])
+        elif self.fixed_task is not None:
+            self.task = self.fixed_task
+        else:
+            self.task = self.family.task_distribution.sample(1, self._tasks_generator)[0].numpy()
+        self._env.task.set_task(self.task)
+        timestep = self._env.reset()
+        return self._observe(timestep), {"task": self.task.copy()}
+
+    def step(self, action):
+        """One step: (obs [O + Z], reward, terminated, truncated, info with ``features`` [F] and ``task``)."""
+        timestep = self._env.step(np.asarray(action, dtype=np.float64))
+        terminated = bool(timestep.last() and timestep.discount == 0.0)
+        truncated = bool(timestep.last() and not terminated)
+        info = {"features": timestep.observation["features"], "task": self.task.copy()}
+        return self._observe(timestep), float(timestep.reward), terminated, truncated, info
