@@ -80,6 +80,12 @@ def run(spec: Path = typer.Argument(..., help="run spec (YAML)"),
                   f"({last['train/steps_per_s']:.0f} env steps/s)")
 
 
+from hindsight.studies.cli import report, study  # noqa: E402  (their own module; imports stay lazy)
+
+app.command()(study)
+app.command()(report)
+
+
 def main() -> None:
     """Entry point for ``python -m hindsight``."""
     app()

@@ -30,7 +30,8 @@ def study(study_file: Path = typer.Argument(..., help="study spec (YAML): a base
     from hindsight.cli import fail
     from hindsight.registry import RegistryError
     from hindsight.specs import SpecError
-    from hindsight.studies.runner import RUNS_DIR, initial_statuses, run_study, status_table
+    from hindsight.studies.layout import RUNS_DIR
+    from hindsight.studies.runner import initial_statuses, run_study, status_table
     from hindsight.studies.spec import expand, load_study
 
     if address is not None and backend is not Backend.ray:

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from hindsight.studies.runner import MANIFEST_FILE, RUNS_DIR, read_metrics
+from hindsight.studies.layout import MANIFEST_FILE, METRICS_FILE, RUNS_DIR, read_metrics
 
 
 class ReportError(Exception):
@@ -62,7 +62,7 @@ def load_curves(study_dirs: list[Path]) -> tuple[list[Curve], list[str]]:
         if not manifest_file.is_file():
             raise ReportError(f"{study_dir}: not a study directory (no {MANIFEST_FILE}; run `hindsight study` first)")
         for run in json.loads(manifest_file.read_text())["runs"]:
-            rows = read_metrics(study_dir / RUNS_DIR / run["id"] / "metrics.jsonl")
+            rows = read_metrics(study_dir / RUNS_DIR / run["id"] / METRICS_FILE)
             evals = [(r["env_steps"], r["eval/return_mean"]) for r in rows if r.get("eval/return_mean") is not None]
             done = rows[-1]["epoch"] if rows else 0
             if done < run["epochs"] or not evals:
@@ -138,7 +138,9 @@ def plot(results: list[MethodResult], path_stem: Path) -> list[Path]:
         ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
     for ax in axes[len(families):]:
         ax.set_visible(False)
-    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=min(len(handles), 4), frameon=False)
+    widest = max(len(m) for m in handles) + 5  # characters, the line sample included
+    ncol = max(1, min(len(handles), int(fig.get_figwidth() / (0.085 * widest))))
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=ncol, frameon=False)
     paths = [path_stem.with_suffix(".png"), path_stem.with_suffix(".svg")]
     fig.savefig(paths[0], dpi=150)
     fig.savefig(paths[1])

@@ -1,9 +1,4 @@
-"""Running a study: skip finished runs, train the rest in worker processes or Ray tasks, record every outcome.
-
-A study directory holds ``study.yaml`` (the study, base inlined), ``manifest.json`` (each run's id, method,
-family, seed), ``status.json`` (each run's state, rewritten as it changes) and ``runs/<id>/`` (spec.yaml,
-metrics.jsonl, checkpoint.pt, log.txt, and error.txt when the run failed).
-"""
+"""Running a study: skip finished runs, train the rest in worker processes or Ray tasks, record every outcome."""
 
 from __future__ import annotations
 
@@ -23,27 +18,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from hindsight.studies.layout import (CHECKPOINT_FILE, ERROR_FILE, LOG_FILE, MANIFEST_FILE, METRICS_FILE, RUNS_DIR,
+                                      SPEC_FILE, STATUS_FILE, STUDY_FILE, read_metrics)
 from hindsight.studies.spec import PlannedRun, Study
-from hindsight.train.run import CHECKPOINT_FILE, METRICS_FILE, SPEC_FILE
-
-RUNS_DIR = "runs"
-STUDY_FILE = "study.yaml"
-MANIFEST_FILE = "manifest.json"
-STATUS_FILE = "status.json"
-ERROR_FILE = "error.txt"
-LOG_FILE = "log.txt"
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The rows of a metrics.jsonl file; a missing file or a torn last line (a killed run) is skipped."""
-    rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
 
 
 def is_finished(run_dir: Path, spec: dict[str, Any]) -> bool:
@@ -344,6 +321,7 @@ def _settle(status: RunStatus, run_dir: Path, crash: str | None) -> None:
     error_file = run_dir / ERROR_FILE
     if crash is not None or not error_file.is_file():
         message = crash or "the run ended without finishing its last epoch"
+        run_dir.mkdir(parents=True, exist_ok=True)
         error_file.write_text(message + "\n")
         status.error = message
     else:

@@ -86,7 +86,7 @@ class PlannedRun:
 
 def _flow(value: Any) -> str:
     """A value as one line of YAML (``air``, ``0.001``, ``{kind: air, candidates: 10}``)."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=float("inf")).strip()
+    text = yaml.safe_dump(value, default_flow_style=True, width=float("inf"), sort_keys=False).strip()
     return text.removesuffix("...").strip()
 
 

@@ -1,0 +1,281 @@
+"""Studies: grid expansion and validation, the scheduler, the local and Ray backends, the report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from hindsight.cli import app
+from hindsight.specs import SpecError
+from hindsight.studies import layout, runner
+from hindsight.studies.report import bootstrap, write_report
+from hindsight.studies.spec import expand, load_study
+
+TINY = {"env": "point_reacher", "relabeler": "none",
+        "agent": {"kind": "sac", "hidden": [16], "batch_size": 16},
+        "buffer": {"kind": "replay", "capacity": 500},
+        "train": {"epochs": 2, "loops_per_epoch": 1, "updates_per_loop": 2, "warmup_steps": 20},
+        "eval": {"episodes": 2}, "logging": {"wandb": {"mode": "disabled"}, "progress": False}}
+GRID = {"relabeler.kind": ["none", "random"], "seed": [0, 1]}
+
+
+def write_study(tmp_path: Path, grid=None, base=None, name="tiny") -> Path:
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "base": base or TINY, "grid": GRID if grid is None else grid},
+                                   sort_keys=False))
+    return path
+
+
+# ----- study specs -----
+def test_expand_grid_names_groups_and_tags(tmp_path):
+    runs = expand(load_study(write_study(tmp_path)))
+    assert [r.id for r in runs] == ["relabeler.kind=none,seed=0", "relabeler.kind=none,seed=1",
+                                    "relabeler.kind=random,seed=0", "relabeler.kind=random,seed=1"]
+    assert [r.method for r in runs] == ["none", "none", "random", "random"]
+    assert {r.family for r in runs} == {"point_reacher"}
+    assert [r.seed for r in runs] == [0, 1, 0, 1]
+    assert runs[0].group == runs[1].group != runs[2].group == runs[3].group   # hash ignores only the seed
+    assert runs[0].group.startswith("tiny-")
+    wandb = runs[2].spec.run.logging.wandb
+    assert wandb.group == runs[2].group and wandb.tags == ["random", "study:tiny"] and wandb.mode == "disabled"
+    assert runs[2].spec.run.name == "tiny-relabeler.kind=random,seed=0"
+    assert runs[2].spec.to_dict()["relabeler"]["kind"] == "random"
+
+
+def test_base_file_relative_to_study_and_overrides(tmp_path):
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "base.yaml").write_text(yaml.safe_dump(TINY))
+    path = write_study(tmp_path / "specs", base="base.yaml")
+    study = load_study(path, ["train.epochs=3", "grid.seed=[5]", "grid.agent.lr=0.01"])
+    runs = expand(study)
+    assert [r.id for r in runs] == ["relabeler.kind=none,seed=5,agent.lr=0.01", "relabeler.kind=random,seed=5,agent.lr=0.01"]
+    assert [r.method for r in runs] == ["relabeler.kind=none, agent.lr=0.01", "relabeler.kind=random, agent.lr=0.01"]
+    assert all(r.spec.run.train.epochs == 3 and r.spec.params["agent"].lr == 0.01 for r in runs)
+
+
+def test_mapping_grid_values_get_safe_unique_ids(tmp_path):
+    runs = expand(load_study(write_study(tmp_path, grid={"relabeler": ["none", {"kind": "advantage", "candidates": 4}]})))
+    assert runs[0].id == "relabeler=none" and runs[0].method == "none"
+    assert runs[1].id.startswith("relabeler=kind-advantage") and "/" not in runs[1].id and " " not in runs[1].id
+    assert runs[1].method == "{kind: advantage, candidates: 4}"
+    assert runs[1].spec.params["relabeler"].candidates == 4
+
+
+@pytest.mark.parametrize("grid, message", [
+    ({"relabeler.kind": ["none", "bogus"]}, "relabeler.kind=bogus: relabeler.kind: unknown relabeler 'bogus'"),
+    ({"agent.lrr": [0.1]}, "agent.lrr=0.1: agent.lrr: unknown field"),
+    ({"agent.lr": [0.1, -1]}, "agent.lr=-1: agent.lr: Input should be greater than 0"),
+    ({"seed": []}, "grid.seed: must list at least one value"),
+    ({"seed": [1, 1]}, "grid.seed: duplicate values"),
+    ({"seed": 3}, "grid.seed: Input should be a valid list"),
+])
+def test_invalid_grids_name_the_path(tmp_path, grid, message):
+    with pytest.raises(SpecError) as info:
+        expand(load_study(write_study(tmp_path, grid=grid)))
+    assert message in str(info.value)
+
+
+def test_invalid_study_files(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"base": "missing.yaml", "grids": {}}))
+    with pytest.raises(SpecError) as info:
+        load_study(path)
+    assert "name: Field required" in str(info.value) and "grids: unknown field" in str(info.value)
+    path.write_text(yaml.safe_dump({"name": "x", "base": "missing.yaml"}))
+    with pytest.raises(SpecError, match="missing.yaml: no such spec file"):
+        load_study(path)
+
+
+def test_cli_study_exit_codes_and_dry_run(tmp_path):
+    cli = CliRunner()
+    bad = cli.invoke(app, ["study", str(write_study(tmp_path, grid={"relabeler.kind": ["bogus"]}))])
+    assert bad.exit_code == 2 and "unknown relabeler 'bogus'" in bad.output
+    dry = cli.invoke(app, ["study", str(write_study(tmp_path)), "--dry-run", "--out", str(tmp_path / "out")])
+    assert dry.exit_code == 0, dry.output
+    assert dry.output.count("pending") == 4 and not (tmp_path / "out").exists()
+    assert cli.invoke(app, ["study", str(write_study(tmp_path)), "--address", "x:1"]).exit_code == 2
+
+
+def test_layout_file_names_match_the_trainer():
+    from hindsight.train import run
+
+    assert (layout.SPEC_FILE, layout.METRICS_FILE, layout.CHECKPOINT_FILE) == (
+        run.SPEC_FILE, run.METRICS_FILE, run.CHECKPOINT_FILE)
+
+
+# ----- the scheduler, with a backend that fakes training -----
+def fake_finished_run(spec: dict, run_dir: Path, epochs: int | None = None) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    slope = 1.0 if spec["relabeler"]["kind"] == "none" else 2.0
+    with (run_dir / "metrics.jsonl").open("w") as f:
+        for epoch in range(1, (epochs or spec["train"]["epochs"]) + 1):
+            f.write(json.dumps({"epoch": epoch, "env_steps": 100 * epoch,
+                                "eval/return_mean": slope * epoch + 0.1 * spec["seed"]}) + "\n")
+    (run_dir / "checkpoint.pt").write_bytes(b"fake")
+
+
+class FakeBackend:
+    """Finishes runs at once; a run with agent.lr == 0.5 'crashes' without writing anything."""
+
+    def __init__(self):
+        self.started = []
+
+    def start(self, spec, run_dir):
+        self.started.append(run_dir.name)
+        if spec["agent"]["lr"] == 0.5:
+            return "crash"
+        fake_finished_run(spec, run_dir)
+        return "ok"
+
+    def poll(self, handle):
+        return True, "worker process died (exit code -11)" if handle == "crash" else None
+
+    def cancel(self, handle):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_scheduler_records_failures_and_skips_finished_runs(tmp_path, monkeypatch):
+    backend = FakeBackend()
+    monkeypatch.setattr(runner, "make_backend", lambda *args: backend)
+    study = load_study(write_study(tmp_path, grid={**GRID, "agent.lr": [0.003, 0.5]}))
+    runs = expand(study)
+    out = tmp_path / "out"
+    statuses = runner.run_study(study, runs, out, workers=3, poll_s=0)
+    states = {s.run.id: s.state for s in statuses}
+    assert len(backend.started) == 8
+    assert sorted(states.values()) == ["done"] * 4 + ["failed"] * 4
+    crashed = out / "runs" / "relabeler.kind=none,seed=0,agent.lr=0.5"
+    assert "exit code -11" in (crashed / "error.txt").read_text()
+    status = json.loads((out / "status.json").read_text())
+    failed = [r for r in status["runs"] if r["state"] == "failed"]
+    assert len(failed) == 4 and all("exit code -11" in r["error"] for r in failed)
+    done = next(r for r in status["runs"] if r["state"] == "done")
+    assert done["epoch"] == 2 and done["env_steps"] == 200 and done["eval_return"] is not None
+
+    backend.started.clear()
+    statuses = runner.run_study(study, runs, out, workers=3, poll_s=0)
+    assert sorted(backend.started) == sorted(s.run.id for s in statuses if s.run.spec.params["agent"].lr == 0.5)
+    assert sum(s.state == "skipped" for s in statuses) == 4
+
+
+def test_changed_or_partial_runs_are_not_finished(tmp_path):
+    run = expand(load_study(write_study(tmp_path)))[0]
+    spec, run_dir = run.spec.to_dict(), tmp_path / "run"
+    fake_finished_run(spec, run_dir)
+    assert runner.is_finished(run_dir, spec)
+    assert not runner.is_finished(run_dir, {**spec, "train": {**spec["train"], "epochs": 3}})
+    fake_finished_run(spec, run_dir, epochs=1)
+    assert not runner.is_finished(run_dir, spec)
+    with (run_dir / "metrics.jsonl").open("a") as f:
+        f.write('{"epoch": 2, "env_st')   # torn last line of a killed run
+    assert len(layout.read_metrics(run_dir / "metrics.jsonl")) == 1
+
+
+def test_train_run_records_a_runtime_error(tmp_path):
+    run = expand(load_study(write_study(tmp_path, grid={"agent.device": ["bogus"]})))[0]
+    message = runner.train_run(run.spec.to_dict(), str(tmp_path / "run"), threads=1)
+    assert message is not None and "bogus" in message
+    assert "Traceback" in (tmp_path / "run" / "error.txt").read_text()
+
+
+# ----- the report -----
+def test_report_tables_and_figures(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "make_backend", lambda *args: FakeBackend())
+    study = load_study(write_study(tmp_path, grid={**GRID, "seed": [0, 1, 2]}), ["train.epochs=4"])
+    runs = expand(study)
+    out = tmp_path / "out"
+    runner.run_study(study, runs, out, poll_s=0)
+    unfinished = out / "runs" / "relabeler.kind=random,seed=2"
+    fake_finished_run(runs[-1].spec.to_dict(), unfinished, epochs=2)
+
+    result = CliRunner().invoke(app, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    files = {p.name for p in (out / "report").iterdir()}
+    assert files == {"curves.png", "curves.svg", "report.md", "results.csv"}
+    assert (out / "report" / "curves.png").stat().st_size > 10_000
+    rows = {r["method"]: r for r in csv.DictReader((out / "report" / "results.csv").open())}
+    # none: returns epoch + 0.1 seed over seeds 0..2 -> final 4.1; random: 2 epoch + 0.1 seed, seeds 0..1 -> 8.05
+    assert rows["none"]["seeds"] == "3" and float(rows["none"]["final_return_mean"]) == pytest.approx(4.1)
+    assert rows["random"]["seeds"] == "2" and float(rows["random"]["final_return_mean"]) == pytest.approx(8.05)
+    # first evaluations average (1.1 + 2.05) / 2 = 1.575; target 1.575 + 0.9 (8.05 - 1.575) = 7.4025
+    assert float(rows["none"]["target_return"]) == pytest.approx(7.4025)
+    assert rows["none"]["steps_to_target"] == "" and rows["random"]["steps_to_target"] == "400"
+    markdown = (out / "report" / "report.md").read_text()
+    assert "| random | 2 | 8.050 |" in markdown and "not reached" in markdown
+    assert "relabeler.kind=random,seed=2 (2 of 4 epochs)" in markdown
+
+
+def test_report_needs_a_study_dir(tmp_path):
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "not a study directory" in result.output
+
+
+def test_bootstrap_interval():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    mean, low, high = bootstrap(np.array([[1.0, 2.0], [1.0, 4.0], [1.0, 6.0]]), 500, rng)
+    assert mean.tolist() == [1.0, 4.0] and low[0] == high[0] == 1.0
+    assert 2.0 <= low[1] < 4.0 < high[1] <= 6.0
+
+
+# ----- real training in worker processes -----
+def test_local_backend_trains_in_a_spawned_worker(tmp_path):
+    study = load_study(write_study(tmp_path, grid={"seed": [3]}), ["train.epochs=1"])
+    statuses = runner.run_study(study, expand(study), tmp_path / "out", workers=1)
+    assert statuses[0].state == "done" and statuses[0].env_steps == 40, statuses[0].error
+    assert (tmp_path / "out" / "runs" / "seed=3" / "log.txt").is_file()
+
+
+@pytest.mark.slow
+def test_local_study_end_to_end(tmp_path):
+    """2 methods x 2 seeds in spawned workers; one run fails at run time, the rest finish; a re-run skips them."""
+    path = write_study(tmp_path)
+    out = tmp_path / "out"
+    blocked = out / "runs" / "relabeler.kind=random,seed=1"
+    (blocked / "metrics.jsonl").mkdir(parents=True)   # training cannot write its metrics: fails in the worker
+    cli = CliRunner()
+    first = cli.invoke(app, ["study", str(path), "--out", str(out), "--workers", "2"])
+    assert first.exit_code == 1, first.output
+    status = {r["id"]: r for r in json.loads((out / "status.json").read_text())["runs"]}
+    assert [r["state"] for r in status.values()] == ["done", "done", "done", "failed"]
+    assert "IsADirectoryError" in status[blocked.name]["error"] and (blocked / "error.txt").is_file()
+    assert all(r["env_steps"] == 60 and r["eval_return"] is not None for r in status.values() if r["state"] == "done")
+    assert "failed   relabeler.kind=random,seed=1" in first.output
+
+    shutil.rmtree(blocked / "metrics.jsonl")
+    stamp = (out / "runs" / "relabeler.kind=none,seed=0" / "checkpoint.pt").stat().st_mtime_ns
+    second = cli.invoke(app, ["study", str(path), "--out", str(out)])
+    assert second.exit_code == 0, second.output
+    states = [r["state"] for r in json.loads((out / "status.json").read_text())["runs"]]
+    assert states == ["skipped", "skipped", "skipped", "done"]
+    assert (out / "runs" / "relabeler.kind=none,seed=0" / "checkpoint.pt").stat().st_mtime_ns == stamp
+
+    assert cli.invoke(app, ["report", str(out)]).exit_code == 0
+    assert (out / "report" / "curves.svg").is_file() and (out / "report" / "results.csv").is_file()
+
+
+@pytest.mark.slow
+def test_ray_study_end_to_end(tmp_path):
+    """The same tiny study as Ray tasks on a local Ray instance."""
+    ray = pytest.importorskip("ray")
+    study = load_study(write_study(tmp_path))
+    runs = expand(study)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        statuses = runner.run_study(study, runs, tmp_path / "out", backend="ray", workers=2)
+    finally:
+        ray.shutdown()
+    assert [s.state for s in statuses] == ["done"] * 4, [s.error for s in statuses]
+    files = write_report([tmp_path / "out"], tmp_path / "report")
+    assert all(p.is_file() for p in files.values())
