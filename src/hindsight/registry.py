@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.metadata
+import sys
 from typing import Any, Callable
 
 import attrs
@@ -152,10 +153,15 @@ def register(kind: str, name: str, summary: str | None = None) -> Callable[[Any]
     return decorate
 
 
-def import_plugins(modules: list[str]) -> None:
-    """Import user modules named in a spec's ``plugins:`` so their decorators run."""
-    for module in modules:
+def import_plugins(modules: list[str], search_dir: str | None = None) -> None:
+    """Import user modules named in a spec's ``plugins:`` so their decorators run.
+
+    ``search_dir`` (the spec file's folder) is searched too, after ``sys.path``.
+    """
+    if modules and search_dir is not None and search_dir not in sys.path:
+        sys.path.append(search_dir)
+    for i, module in enumerate(modules):
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            raise RegistryError(f"plugins: cannot import {module!r}: {exc}") from exc
+            raise RegistryError(f"plugins.{i}: cannot import {module!r}: {exc}") from exc

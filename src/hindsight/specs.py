@@ -143,8 +143,11 @@ def component_params(kind: str, spec: ComponentSpec, path: str) -> Params:
         raise SpecError(_format_errors(exc, path)) from None
 
 
-def validate(raw: Any) -> "ResolvedSpec":
-    """Validate a spec given as plain data (the parsed YAML); raises SpecError."""
+def validate(raw: Any, base_dir: str | Path | None = None) -> "ResolvedSpec":
+    """Validate a spec given as plain data (the parsed YAML); raises SpecError.
+
+    ``base_dir`` (the spec file's folder) is where ``plugins`` modules are looked for besides sys.path.
+    """
     if not isinstance(raw, dict):
         raise SpecError(f"<spec>: expected a mapping of fields, got {type(raw).__name__}")
     bad = _find_nonfinite(raw, "")
@@ -155,7 +158,7 @@ def validate(raw: Any) -> "ResolvedSpec":
     except ValidationError as exc:
         raise SpecError(_format_errors(exc)) from None
     try:
-        import_plugins(run.plugins)
+        import_plugins(run.plugins, None if base_dir is None else str(Path(base_dir).resolve()))
     except RegistryError as exc:
         raise SpecError(str(exc)) from None
     if run.reward is None:  # the env's own reward family, with its default parameters
@@ -259,4 +262,4 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> ResolvedSpec:
     raw = read_yaml(path)
     if isinstance(raw, dict):
         raw = apply_overrides(raw, list(overrides))
-    return validate(raw)
+    return validate(raw, Path(path).parent)

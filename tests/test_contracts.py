@@ -1,0 +1,125 @@
+"""Contract tests run over every registered component: registering a component is how it gets tested."""
+
+import io
+
+import pytest
+import torch
+
+from hindsight.batches import TrajectoryBatch
+from hindsight.registry import REGISTRY
+from hindsight.specs import Params
+
+ENVS = REGISTRY.names("env")
+REWARDS = REGISTRY.names("reward")
+AGENTS = REGISTRY.names("agent")
+BUFFERS = REGISTRY.names("buffer")
+
+
+def roundtrip(state):
+    """Save and reload a state dict the way checkpoints are loaded: no code executed."""
+    data = io.BytesIO()
+    torch.save(state, data)
+    data.seek(0)
+    return torch.load(data, weights_only=True)
+
+
+def env_for(reward_cls):
+    """A registered env whose features the reward family reads."""
+    for name in ENVS:
+        env_cls = REGISTRY.get("env", name)
+        if env_cls.features_name == getattr(reward_cls, "env_features", env_cls.features_name):
+            return env_cls
+    pytest.skip(f"no registered env records {reward_cls.env_features!r}")
+
+
+@pytest.mark.parametrize("kind", ["env", "reward", "relabeler", "agent", "buffer"])
+def test_every_component_has_params_and_summary(kind):
+    for name in REGISTRY.names(kind):
+        component = REGISTRY.get(kind, name)
+        assert issubclass(getattr(component, "Params", Params), Params), (kind, name)
+        assert REGISTRY.summary(next(e for e in REGISTRY.entries(kind) if e.name == name)), (kind, name)
+
+
+@pytest.mark.parametrize("name", ENVS)
+def test_env_family_sizes_agree_with_its_environment(name):
+    env_cls = REGISTRY.get("env", name)
+    family = env_cls(env_cls.Params())
+    assert env_cls.default_reward in REWARDS
+    reward = REGISTRY.get("reward", env_cls.default_reward)
+    env = family.make_env(reward(reward.Params()), seed=0)
+    spec = env.observation_spec()
+    assert spec["observations"].shape == (family.obs_dim,)
+    assert spec["features"].shape == (family.feature_dim,)
+    assert env.action_spec().shape == (family.action_dim,)
+    tasks = family.task_distribution.sample(3, torch.Generator().manual_seed(0))
+    assert tasks.shape == (3, family.task_distribution.task_dim) and tasks.dtype == torch.float32
+
+
+@pytest.mark.parametrize("name", REWARDS)
+def test_reward_family_is_batched_without_cross_talk(name):
+    reward_cls = REGISTRY.get("reward", name)
+    family = env_for(reward_cls)
+    family = family(family.Params())
+    reward = reward_cls(reward_cls.Params())
+    gen = torch.Generator().manual_seed(1)
+    B, K, T = 3, 4, 5
+    features = torch.randn(B, T, reward.feature_dim, generator=gen) * 0.3
+    actions = torch.rand(B, T, family.action_dim, generator=gen) * 2 - 1
+    tasks = family.task_distribution.sample(B * K, gen).view(B, K, -1)
+    together = reward.reward(features, actions, tasks)
+    assert together.shape == (B, K, T) and torch.isfinite(together).all()
+    for b in range(B):  # each (trajectory, task) pair scored alone gives the same rewards
+        for k in range(K):
+            alone = reward.reward(features[b:b + 1], actions[b:b + 1], tasks[b:b + 1, k:k + 1])
+            torch.testing.assert_close(alone[0, 0], together[b, k])
+
+
+@pytest.mark.parametrize("name", AGENTS)
+def test_agent_contract(name):
+    agent_cls = REGISTRY.get("agent", name)
+    params = agent_cls.Params(hidden=[16, 16], batch_size=8)
+    agent = agent_cls(params, obs_dim=5, action_dim=2, task_dim=3, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    obs, tasks = torch.randn(4, 5, generator=gen), torch.rand(4, 3, generator=gen)
+    for deterministic in (True, False):
+        actions = agent.act(obs, tasks, deterministic=deterministic, generator=gen)
+        assert actions.shape == (4, 2) and (actions.abs() <= 1).all()
+    assert agent.value(obs, torch.rand(4, 6, 3, generator=gen)).shape == (4, 6)
+    assert agent.q(obs, actions, tasks).shape == (4,)
+    assert agent.log_prob(obs, actions * 0.9, tasks).shape == (4,)
+    from hindsight.batches import TransitionBatch
+    batch = TransitionBatch(obs=obs, actions=actions, next_obs=obs + 0.1, features=torch.zeros(4, 2),
+                            tasks=tasks, rewards=torch.ones(4), terminated=torch.zeros(4), truncated=torch.zeros(4))
+    metrics = agent.update(batch, generator=gen)
+    assert all(torch.isfinite(v) and v.dim() == 0 for v in metrics.values())
+    clone = agent_cls(params, obs_dim=5, action_dim=2, task_dim=3, generator=torch.Generator().manual_seed(9))
+    clone.load_state_dict(roundtrip(agent.state_dict()))
+    torch.testing.assert_close(clone.act(obs, tasks, True), agent.act(obs, tasks, True))
+
+
+def trajectories(B=3, T=4, O=5, A=2, F=2, Z=3, lengths=(4, 2, 3), terminated=(False, True, False)):
+    gen = torch.Generator().manual_seed(0)
+    return TrajectoryBatch(obs=torch.randn(B, T + 1, O, generator=gen), actions=torch.rand(B, T, A, generator=gen),
+                           features=torch.randn(B, T, F, generator=gen), rewards=torch.randn(B, T, generator=gen),
+                           tasks=torch.rand(B, Z, generator=gen), lengths=torch.tensor(lengths),
+                           terminated=torch.tensor(terminated))
+
+
+@pytest.mark.parametrize("name", BUFFERS)
+def test_buffer_contract(name):
+    buffer_cls = REGISTRY.get("buffer", name)
+    buffer = buffer_cls(buffer_cls.Params(capacity=100), obs_dim=5, action_dim=2, task_dim=3, feature_dim=2)
+    batch = trajectories()
+    tasks = torch.stack([batch.tasks, batch.tasks + 1], 1)      # original and one relabeled copy
+    rewards = torch.stack([batch.rewards, batch.rewards * 10], 1)
+    buffer.add(batch, tasks, rewards)
+    assert len(buffer) == 2 * (4 + 2 + 3)
+    sample = buffer.sample(500, torch.Generator().manual_seed(0))
+    assert sample.obs.shape == (500, 5) and sample.tasks.shape == (500, 3)
+    # terminations and truncations are kept apart: trajectory 1 ended in a terminal, 0 and 2 were cut
+    assert sample.terminated.sum() > 0 and sample.truncated.sum() > 0
+    assert not (sample.terminated.bool() & sample.truncated.bool()).any()
+    restored = buffer_cls(buffer_cls.Params(capacity=100), obs_dim=5, action_dim=2, task_dim=3, feature_dim=2)
+    restored.load_state_dict(roundtrip(buffer.state_dict()))
+    again = restored.sample(500, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(again.obs, sample.obs)
