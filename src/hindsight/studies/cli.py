@@ -56,6 +56,8 @@ def study(study_file: Path = typer.Argument(..., help="study spec (YAML): a base
         statuses = run_study(plan, runs, out, backend.value, workers, address, console)
     except OSError as exc:
         fail(f"{out}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        fail(f"interrupted; the running runs were stopped (see {out}/status.json); re-run to continue", 130)
     failed = [s for s in statuses if s.state == "failed"]
     console.print(f"study directory: {out}  ({len(statuses) - len(failed)} of {len(statuses)} runs finished)")
     if failed:
