@@ -63,14 +63,29 @@ def validate(spec: Path = typer.Argument(..., help="run spec (YAML)"),
 def run(spec: Path = typer.Argument(..., help="run spec (YAML)"),
         set_: list[str] = typer.Option([], "--set", help="override: dotted.path=value (repeatable)"),
         out_dir: Optional[Path] = typer.Option(None, "--out", help="run directory (default runs/<spec>-<time>)"),
+        resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
         progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="show the progress bar")) -> None:
-    """Train the agent a run spec describes; write spec.yaml, metrics.jsonl and checkpoint.pt."""
-    from hindsight.train.run import default_run_dir, execute
+    """Train the agent a run spec describes; write spec.yaml, metrics.jsonl and checkpoint.pt.
+
+    SIGINT (Ctrl-C) or SIGTERM stops at the next safe point with a checkpoint written; --resume continues.
+    """
+    from hindsight.train.checkpoint import CheckpointError
+    from hindsight.train.run import RunDirError, default_run_dir, execute
+    from hindsight.train.trainer import NonFiniteError, StopRequested
 
     resolved = _load(spec, set_)
+    if resume and out_dir is None:
+        fail("--resume needs --out DIR, the run directory to continue")
     run_dir = out_dir or default_run_dir(spec)
     try:
-        rows = execute(resolved, run_dir, progress)
+        rows = execute(resolved, run_dir, progress, resume=resume)
+    except (RunDirError, CheckpointError) as exc:
+        fail(str(exc))
+    except StopRequested as exc:
+        err.print(f"{exc}; checkpoint written. Continue with: hindsight run {spec} --out {run_dir} --resume")
+        raise typer.Exit(130)
+    except NonFiniteError as exc:
+        fail(f"training diverged: {exc}; the last good checkpoint is in {run_dir}", code=1)
     except OSError as exc:
         fail(f"{run_dir}: {exc.strerror or exc}")
     last = rows[-1] if rows else {}
@@ -78,6 +93,8 @@ def run(spec: Path = typer.Argument(..., help="run spec (YAML)"),
     if last.get("eval/return_mean") is not None:
         out.print(f"final eval return {last['eval/return_mean']:.3f} after {last['env_steps']:,} env steps "
                   f"({last['train/steps_per_s']:.0f} env steps/s)")
+    elif not rows:
+        out.print("nothing to do: the run had already finished")
 
 
 from hindsight.studies.cli import report, study  # noqa: E402  (their own module; imports stay lazy)

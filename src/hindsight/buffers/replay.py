@@ -34,6 +34,11 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self._size
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of storage when full."""
+        return sum(t.numel() * t.element_size() for t in self._storage.values())
+
     def add(self, batch: TrajectoryBatch, tasks: torch.Tensor, rewards: torch.Tensor) -> None:
         """Store every valid step of each trajectory under each task.
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from hindsight.batches import TrajectoryBatch
+from hindsight.train import faults
 
 # actions [B, A] from observations [B, O] and tasks [B, Z]
 Policy = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -54,6 +55,7 @@ class Collector:
         running = np.arange(B)
         tasks_cpu = tasks.detach().cpu()
         for t in range(T):
+            faults.reached("collect")
             chosen = policy(torch.from_numpy(obs[running, t]), tasks_cpu[running])
             chosen = chosen.detach().cpu().numpy()
             still = []

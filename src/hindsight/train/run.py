@@ -1,8 +1,15 @@
-"""A run directory: the resolved spec, metrics.jsonl, W&B, the progress bar and the final checkpoint."""
+"""A run directory: the resolved spec, metrics.jsonl, W&B, the progress bar and checkpoints.
+
+``execute`` trains a spec into a directory, resuming from its checkpoint on request; SIGINT and SIGTERM
+stop the run at the next safe point with a checkpoint written.
+"""
 
 from __future__ import annotations
 
 import datetime
+import shutil
+import signal
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -10,11 +17,19 @@ import yaml
 
 from hindsight.logging.sinks import GuardedSink, JsonlSink, ProgressSink, WandbSink
 from hindsight.specs import ResolvedSpec
+from hindsight.train.checkpoint import CheckpointError, load_safe
 from hindsight.train.trainer import Trainer
 
 SPEC_FILE = "spec.yaml"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
+WANDB_ID_FILE = "wandb_id.txt"
+# keys that may change between a run and its resumption
+RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every", "eval.every", "logging")
+
+
+class RunDirError(Exception):
+    """The run directory cannot be used (exists without --resume, unwritable, full, spec mismatch)."""
 
 
 def default_run_dir(spec_path: str | Path) -> Path:
@@ -23,38 +38,145 @@ def default_run_dir(spec_path: str | Path) -> Path:
     return Path("runs") / f"{Path(spec_path).stem}-{stamp}"
 
 
-def prepare_run_dir(run_dir: Path) -> None:
-    """Create the run directory and prove it is writable before any training starts."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    probe = run_dir / ".write-test"
-    probe.write_text("ok")
-    probe.unlink()
-
-
 def run_name(spec: ResolvedSpec, run_dir: Path) -> str:
     """The spec's name, or the run directory's name."""
     return spec.run.name or run_dir.name
 
 
-def execute(spec: ResolvedSpec, run_dir: Path, progress: bool | None = None) -> list[dict[str, Any]]:
-    """Train the spec, writing everything into ``run_dir``; returns the metrics rows."""
-    prepare_run_dir(run_dir)
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: data}
+
+
+def spec_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """The first field (dotted path) where two resolved specs differ, ignoring resumable changes."""
+    a, b = _flatten(saved), _flatten(current)
+    for key in sorted(set(a) | set(b)):
+        if key.startswith(RESUMABLE_CHANGES):
+            continue
+        if a.get(key) != b.get(key):
+            return f"{key} ({a.get(key)!r} in the checkpoint, {b.get(key)!r} now)"
+    return None
+
+
+def check_writable(run_dir: Path, needed_bytes: int) -> None:
+    """Fail early, before training, if the run directory is unwritable or lacks space for checkpoints."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise RunDirError(f"{run_dir}: not writable ({exc.strerror or exc})") from None
+    free = shutil.disk_usage(run_dir).free
+    if free < needed_bytes:
+        raise RunDirError(f"{run_dir}: {free / 2**20:.0f} MiB free, checkpoints need about "
+                          f"{needed_bytes / 2**20:.0f} MiB")
+
+
+def checkpoint_bytes(trainer: Trainer) -> int:
+    """An upper estimate of the space checkpoints need: two copies (file and its temporary) of the state."""
+    import torch
+
+    def tensor_bytes(value: Any) -> int:
+        if isinstance(value, torch.Tensor):
+            return value.numel() * value.element_size()
+        if isinstance(value, dict):
+            return sum(tensor_bytes(v) for v in value.values())
+        if isinstance(value, (list, tuple)):
+            return sum(tensor_bytes(v) for v in value)
+        return 0
+
+    full_buffer = getattr(trainer.c.buffer, "nbytes", 0)
+    return 2 * (tensor_bytes(trainer.c.agent.state_dict()) * 3 + full_buffer) + 16 * 2**20
+
+
+def _truncate_metrics(path: Path, rows: int) -> None:
+    """Keep the first ``rows`` lines of metrics.jsonl (drop rows written after the checkpoint)."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines[:rows] if line.endswith("\n")]
+    path.write_text("".join(kept))
+
+
+class _SignalStop:
+    """While active, SIGINT/SIGTERM ask the trainer to stop at its next safe point; a second SIGINT aborts."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+        self.trainer.request_stop()
+
+    def __enter__(self) -> "_SignalStop":
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread: signals stay with the caller
+                pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def execute(spec: ResolvedSpec, run_dir: Path, progress: bool | None = None, resume: bool = False) -> list[dict[str, Any]]:
+    """Train the spec into ``run_dir`` and return this session's metrics rows.
+
+    With ``resume``, continue from ``run_dir/checkpoint.pt`` (or start fresh if there is none).
+    Raises RunDirError for an unusable directory, CheckpointError for a refused checkpoint,
+    StopRequested after a signal (checkpoint written), NonFiniteError on divergence.
+    """
+    run_dir = Path(run_dir)
+    checkpoint = run_dir / CHECKPOINT_FILE
+    metrics = run_dir / METRICS_FILE
     resolved = spec.to_dict()
+    state = None
+    if resume and checkpoint.exists():
+        state = load_safe(checkpoint)
+        mismatch = spec_mismatch(state["spec"], resolved)
+        if mismatch:
+            raise RunDirError(f"--resume: the spec differs from the checkpoint's at {mismatch}")
+    elif not resume and (metrics.exists() or checkpoint.exists()):
+        raise RunDirError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
+
+    trainer = Trainer(spec, checkpoint_path=checkpoint)
+    check_writable(run_dir, checkpoint_bytes(trainer))
+    if state is not None:
+        trainer.load_state_dict(state)
+        _truncate_metrics(metrics, trainer.metrics_rows)
+    else:
+        metrics.unlink(missing_ok=True)
     (run_dir / SPEC_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
-    sinks: list = [JsonlSink(run_dir / METRICS_FILE)]
+
+    sinks: list = [JsonlSink(metrics)]
     wandb = spec.run.logging.wandb
     if wandb.mode != "disabled":
+        id_file = run_dir / WANDB_ID_FILE
+        if not id_file.exists():
+            id_file.write_text(uuid.uuid4().hex[:12])
         sinks.append(GuardedSink.start("W&B logging", lambda: WandbSink(
             wandb.mode, wandb.project, Path(wandb.dir) if wandb.dir else run_dir, resolved,
-            run_name(spec, run_dir), wandb.group, wandb.tags)))
+            run_name(spec, run_dir), wandb.group, wandb.tags, run_id=id_file.read_text().strip())))
     show = spec.run.logging.progress if progress is None else progress
     if show:
-        sinks.append(ProgressSink(spec.run.train.epochs, run_name(spec, run_dir)))
-    trainer = Trainer(spec, sinks)
+        sinks.append(ProgressSink(spec.run.train.epochs, run_name(spec, run_dir), start_epoch=trainer.epoch))
+    trainer.sinks = sinks
     try:
-        rows = trainer.run()
+        with _SignalStop(trainer):
+            rows = trainer.run()
     finally:
         for sink in sinks:
             sink.close()
-    trainer.save_checkpoint(run_dir / CHECKPOINT_FILE)
     return rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from hindsight.protocols import Agent, Buffer, RelabelContext, Relabeler, Reward
 from hindsight.seeding import derive_seed, make_generator
 from hindsight.specs import ResolvedSpec
 from hindsight.tasks.base import EnvFamily
+from hindsight.train import faults
+from hindsight.train.checkpoint import rng_state, save_atomic, set_rng_state
 from hindsight.train.collector import Collector
 from hindsight.train.evaluator import Evaluator
 
@@ -49,12 +52,54 @@ def make_envs(family: EnvFamily, reward: RewardFamily, seed: int, stream: str, c
     return [family.make_env(reward, derive_seed(seed, stream, i) % 2**32) for i in range(count)]
 
 
-class Trainer:
-    """Runs Algorithm 1 for ``spec.train.epochs`` epochs, handing one metrics row per epoch to ``sinks``."""
+class NonFiniteError(Exception):
+    """Training produced a non-finite loss, parameter or reward; the message names the component and epoch."""
 
-    def __init__(self, spec: ResolvedSpec, sinks: list | None = None):
+
+class StopRequested(Exception):
+    """The run stopped early on request (SIGINT/SIGTERM) after writing a checkpoint."""
+
+
+@attrs.define
+class EpochProgress:
+    """What an unfinished epoch has gathered so far (kept in checkpoints taken mid-epoch).
+
+    Attributes:
+        loop: loops of collection and updates done this epoch.
+        steps_at_start: env steps when the epoch began.
+        seconds: wall time spent on this epoch's loops so far.
+        return_sum, episodes: sum and count of collected episodes' undiscounted returns.
+        loss_sums: sum of each update metric over this epoch's updates (scalar tensors, never synced).
+        update_count: updates this epoch.
+    """
+
+    loop: int = 0
+    steps_at_start: int = 0
+    seconds: float = 0.0
+    return_sum: float = 0.0
+    episodes: int = 0
+    loss_sums: dict[str, torch.Tensor] = attrs.Factory(dict)
+    update_count: int = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "EpochProgress":
+        return cls(**state)
+
+
+class Trainer:
+    """Runs Algorithm 1 for ``spec.train.epochs`` epochs, handing one metrics row per epoch to ``sinks``.
+
+    With a ``checkpoint_path``, state is saved every ``train.checkpoint_every`` epochs and when a stop is
+    requested (``request_stop``, e.g. from a signal handler), so that ``restore`` continues exactly.
+    """
+
+    def __init__(self, spec: ResolvedSpec, sinks: list | None = None, checkpoint_path: Path | None = None):
         self.spec = spec
         self.sinks = sinks or []
+        self.checkpoint_path = checkpoint_path
         self.c = build_components(spec)
         train, seed = spec.run.train, spec.run.seed
         device = getattr(self.c.agent, "device", torch.device("cpu"))
@@ -67,6 +112,7 @@ class Trainer:
         self.gen = {
             "tasks": make_generator(seed, "tasks/train"),
             "warmup": make_generator(seed, "collect/warmup"),
+            "eval": self.evaluator.generator,
             "policy": make_generator(seed, "collect/policy", device=device),
             "update": make_generator(seed, "agent/update", device=device),
             "buffer": make_generator(seed, "buffer/sample", device=device),
@@ -77,10 +123,17 @@ class Trainer:
         self.epoch = 0
         self.env_steps = 0
         self.updates = 0
+        self.metrics_rows = 0
+        self.progress = EpochProgress()
+        self._stop_requested = False
 
     def _eval_episodes(self) -> int:
         fixed = self.c.family.task_distribution.eval_tasks()
         return self.spec.run.eval.episodes if fixed is None else fixed.shape[0]
+
+    def request_stop(self) -> None:
+        """Ask the run to checkpoint and stop at the next safe point (safe to call from a signal handler)."""
+        self._stop_requested = True
 
     # ----- one loop of Algorithm 1 -----
     def _random_policy(self, obs: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
@@ -98,69 +151,133 @@ class Trainer:
         all_tasks = torch.cat([batch.tasks[:, None].to(relabeled.device), relabeled], 1)
         features, actions = batch.features.to(relabeled.device), batch.actions.to(relabeled.device)
         rewards = self.c.reward.reward(features, actions, all_tasks)             # [B, 1 + m, T]
+        if not torch.isfinite(rewards).all():
+            raise NonFiniteError(f"reward family {self.spec.run.reward.kind!r} returned non-finite rewards "
+                                 f"in epoch {self.epoch + 1}")
         self.c.buffer.add(batch, all_tasks, rewards)
         return batch
 
-    def update(self, count: int) -> list[dict[str, torch.Tensor]]:
+    def update(self, count: int) -> None:
         """``count`` gradient steps on minibatches from the buffer (rewritten by sample-time relabelers)."""
-        out = []
         batch_size = self.c.agent.batch_size
+        sums = self.progress.loss_sums
         for _ in range(count):
             batch = self.c.buffer.sample(batch_size, self.gen["buffer"])
             batch = self.c.relabeler.relabel_batch(batch, self.ctx)
-            out.append(self.c.agent.update(batch, generator=self.gen["update"]))
+            for key, value in self.c.agent.update(batch, generator=self.gen["update"]).items():
+                sums[key] = sums[key] + value if key in sums else value.clone()
+            faults.reached("update")
         self.updates += count
-        return out
+        self.progress.update_count += count
 
     def warmup(self) -> None:
         """Uniform random actions until ``train.warmup_steps`` env steps are stored."""
         while self.env_steps < self.spec.run.train.warmup_steps:
             self.collect_and_store(random_actions=True)
+            self._stop_if_requested()
 
-    def run_epoch(self) -> dict[str, Any]:
-        """One epoch: the loops of collection and updates, then evaluation; returns the metrics row."""
-        train = self.spec.run.train
-        start, steps_before = time.perf_counter(), self.env_steps
-        losses, returns = [], []
-        for _ in range(train.loops_per_epoch):
-            batch = self.collect_and_store()
-            returns.append((batch.rewards * batch.mask).sum(-1))
-            losses.extend(self.update(train.updates_per_loop))
-        train_seconds = time.perf_counter() - start
+    def run_loop(self) -> None:
+        """One loop of the current epoch: collect a batch of episodes, store it, update."""
+        start = time.perf_counter()
+        batch = self.collect_and_store()
+        self.progress.return_sum += float((batch.rewards * batch.mask).sum())
+        self.progress.episodes += batch.num
+        self.update(self.spec.run.train.updates_per_loop)
+        self.progress.loop += 1
+        self.progress.seconds += time.perf_counter() - start
+
+    def finish_epoch(self) -> dict[str, Any]:
+        """Evaluate, check for divergence and build the epoch's metrics row."""
+        train, progress = self.spec.run.train, self.progress
         self.epoch += 1
         row: dict[str, Any] = {"epoch": self.epoch, "env_steps": self.env_steps, "updates": self.updates}
+        eval_start = time.perf_counter()
         if self.epoch % self.spec.run.eval.every == 0 or self.epoch == train.epochs:
             row.update(self.evaluator.evaluate(self.c.agent))
         else:
             row["eval/return_mean"] = None
-        row["train/return_mean"] = torch.cat(returns).mean().item()
-        if losses:
-            stacked = {k: torch.stack([l[k] for l in losses]).mean().item() for k in losses[0]}
-            row.update({f"train/{k}": v for k, v in stacked.items()})
+        row["train/return_mean"] = progress.return_sum / max(progress.episodes, 1)
+        if progress.update_count:
+            row.update({f"train/{k}": (v / progress.update_count).item() for k, v in progress.loss_sums.items()})
         row.update(self.c.relabeler.diagnostics())
-        row["train/steps_per_s"] = (self.env_steps - steps_before) / train_seconds
-        row["train/updates_per_s"] = train.loops_per_epoch * train.updates_per_loop / train_seconds
-        row["time/epoch_s"] = time.perf_counter() - start
+        self.check_finite(row)
+        row["train/steps_per_s"] = (self.env_steps - progress.steps_at_start) / max(progress.seconds, 1e-9)
+        row["train/updates_per_s"] = progress.update_count / max(progress.seconds, 1e-9)
+        row["time/epoch_s"] = progress.seconds + time.perf_counter() - eval_start
+        self.progress = EpochProgress(steps_at_start=self.env_steps)
         return row
 
+    def check_finite(self, row: dict[str, Any]) -> None:
+        """Raise NonFiniteError naming the component if a metric or an agent parameter is not finite."""
+        for key, value in row.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                component = "agent" if key.startswith("train/") else key.split("/")[0]
+                raise NonFiniteError(f"{component}: {key} became {value} in epoch {self.epoch}")
+        networks = {name: module for name, module in vars(self.c.agent).items() if isinstance(module, torch.nn.Module)}
+        for name, module in networks.items():
+            for pname, param in module.named_parameters():
+                if not torch.isfinite(param).all():
+                    raise NonFiniteError(f"agent: parameter {name}.{pname} became non-finite in epoch {self.epoch}")
+
     def run(self) -> list[dict[str, Any]]:
-        """Warm up, then train every remaining epoch; each row goes to every sink."""
+        """Warm up, then train every remaining epoch; each row goes to every sink.
+
+        Raises StopRequested (after checkpointing) if ``request_stop`` was called, NonFiniteError on divergence.
+        """
         rows = []
+        train = self.spec.run.train
         self.warmup()
-        while self.epoch < self.spec.run.train.epochs:
-            row = self.run_epoch()
+        if self.epoch == 0 and self.progress.loop == 0:
+            self.progress.steps_at_start = self.env_steps
+        while self.epoch < train.epochs:
+            while self.progress.loop < train.loops_per_epoch:
+                self.run_loop()
+                if self.progress.loop < train.loops_per_epoch:
+                    self._stop_if_requested()
+            row = self.finish_epoch()
             rows.append(row)
             for sink in self.sinks:
                 sink.log(row)
+            self.metrics_rows += 1
+            if self.epoch % train.checkpoint_every == 0 or self.epoch == train.epochs:
+                self.save_checkpoint()
+            if self.epoch < train.epochs:
+                self._stop_if_requested()
         return rows
 
-    def checkpoint_state(self) -> dict[str, Any]:
-        """The agent and counters, loadable with ``torch.load(..., weights_only=True)``."""
-        return {"format": 1, "epoch": self.epoch, "env_steps": self.env_steps, "updates": self.updates,
-                "spec": self.spec.to_dict(), "agent": self.c.agent.state_dict()}
+    def _stop_if_requested(self) -> None:
+        if self._stop_requested:
+            self.save_checkpoint()
+            raise StopRequested(f"stopped in epoch {self.epoch + 1} after loop {self.progress.loop}")
 
-    def save_checkpoint(self, path: Path) -> None:
-        """Write the checkpoint atomically (temporary file, then rename)."""
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(self.checkpoint_state(), tmp)
-        tmp.replace(path)
+    # ----- checkpoints -----
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: loadable with ``torch.load(..., weights_only=True)``."""
+        return {
+            "format": 1, "spec": self.spec.to_dict(), "epoch": self.epoch, "env_steps": self.env_steps,
+            "updates": self.updates, "metrics_rows": self.metrics_rows, "progress": self.progress.state_dict(),
+            "agent": self.c.agent.state_dict(), "buffer": self.c.buffer.state_dict(),
+            "relabeler": self.c.relabeler.state_dict(),
+            "generators": {name: gen.get_state() for name, gen in self.gen.items()},
+            "env_rngs": {"train": [rng_state(env.task.random) for env in self.collector.envs],
+                         "eval": [rng_state(env.task.random) for env in self.evaluator.collector.envs]},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state_dict()``'s output."""
+        self.epoch, self.env_steps, self.updates = state["epoch"], state["env_steps"], state["updates"]
+        self.metrics_rows = state["metrics_rows"]
+        self.progress = EpochProgress.from_state(state["progress"])
+        self.c.agent.load_state_dict(state["agent"])
+        self.c.buffer.load_state_dict(state["buffer"])
+        self.c.relabeler.load_state_dict(state["relabeler"])
+        for name, gen in self.gen.items():
+            gen.set_state(state["generators"][name])
+        for envs, key in ((self.collector.envs, "train"), (self.evaluator.collector.envs, "eval")):
+            for env, rng in zip(envs, state["env_rngs"][key]):
+                set_rng_state(env.task.random, rng)
+
+    def save_checkpoint(self) -> None:
+        """Write the checkpoint atomically, if this trainer has a checkpoint path."""
+        if self.checkpoint_path is not None:
+            save_atomic(self.state_dict(), self.checkpoint_path)
