@@ -188,6 +188,23 @@ def test_train_run_records_a_runtime_error(tmp_path):
     assert "Traceback" in (tmp_path / "run" / "error.txt").read_text()
 
 
+def test_train_run_resumes_or_restarts(tmp_path):
+    """Raising train.epochs continues from the checkpoint; changing anything else starts over."""
+    def spec(*overrides):
+        return expand(load_study(write_study(tmp_path, grid={"seed": [0]}), list(overrides)))[0].spec.to_dict()
+
+    run_dir = tmp_path / "run"
+    assert runner.train_run(spec("train.epochs=1"), str(run_dir), threads=1) is None
+    first = layout.read_metrics(run_dir / "metrics.jsonl")
+    assert runner.train_run(spec("train.epochs=2"), str(run_dir), threads=1) is None
+    resumed = layout.read_metrics(run_dir / "metrics.jsonl")
+    assert [r["epoch"] for r in resumed] == [1, 2] and resumed[0] == first[0]
+    assert runner.train_run(spec("train.epochs=2", "agent.lr=0.01"), str(run_dir), threads=1) is None
+    restarted = layout.read_metrics(run_dir / "metrics.jsonl")
+    assert [r["epoch"] for r in restarted] == [1, 2] and restarted[0] != first[0]
+    assert runner.is_finished(run_dir, spec("train.epochs=2", "agent.lr=0.01"))
+
+
 # ----- the report -----
 def test_report_tables_and_figures(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "make_backend", lambda *args: FakeBackend())

@@ -43,7 +43,7 @@ def _output_to(path: Path) -> Iterator[None]:
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    with path.open("w") as log:
+    with path.open("a") as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         try:
@@ -58,12 +58,15 @@ def _output_to(path: Path) -> Iterator[None]:
 
 
 def _train(spec: Any, run_dir: Path) -> None:
-    """Train from scratch; the one call site to switch once ``execute`` can resume from checkpoint.pt."""
-    from hindsight.train.run import execute
+    """Continue the run from its last checkpoint; start over when its spec changed beyond resumable fields."""
+    from hindsight.train.run import execute, spec_mismatch
 
-    for name in (METRICS_FILE, CHECKPOINT_FILE, ERROR_FILE):
-        (run_dir / name).unlink(missing_ok=True)
-    execute(spec, run_dir, progress=False)
+    saved = run_dir / SPEC_FILE
+    if not saved.is_file() or spec_mismatch(yaml.safe_load(saved.read_text()), spec.to_dict()):
+        for name in (METRICS_FILE, CHECKPOINT_FILE):
+            (run_dir / name).unlink(missing_ok=True)
+    (run_dir / ERROR_FILE).unlink(missing_ok=True)
+    execute(spec, run_dir, progress=False, resume=True)
 
 
 def train_run(spec: dict[str, Any], run_dir: str, threads: int) -> str | None:
