@@ -137,7 +137,7 @@ def test_non_finite_parameters_stop_the_run_and_keep_the_last_good_checkpoint(tm
     trainer.save_checkpoint()
     with torch.no_grad():
         trainer.c.agent.critic.weights[0][0, 0, 0] = float("nan")
-    with pytest.raises(NonFiniteError, match=r"(agent: .*non-finite|agent: train/.* became nan) in epoch 2"):
+    with pytest.raises(NonFiniteError, match=r"agent: .*(non-finite|nan).* in epoch 2"):
         trainer.run()
     assert load_safe(tmp_path / "checkpoint.pt")["epoch"] == 1
 

@@ -140,7 +140,10 @@ class Trainer:
         return torch.rand(obs.shape[0], self.c.family.action_dim, generator=self.gen["warmup"]) * 2 - 1
 
     def _policy(self, obs: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
-        return self.c.agent.act(obs, tasks, deterministic=False, generator=self.gen["policy"])
+        actions = self.c.agent.act(obs, tasks, deterministic=False, generator=self.gen["policy"]).cpu()
+        if not torch.isfinite(actions).all():
+            raise NonFiniteError(f"agent: the policy produced non-finite actions in epoch {self.epoch + 1}")
+        return actions
 
     def collect_and_store(self, random_actions: bool = False) -> TrajectoryBatch:
         """Collect one batch of episodes, relabel it and store every copy in the buffer."""
