@@ -255,7 +255,7 @@ def make_backend(name: str, workers: int, address: str | None = None) -> LocalBa
 
 def run_study(study: Study, runs: list[PlannedRun], out: Path, backend: str = "local", workers: int = 2,
               address: str | None = None, console: Console | None = None, poll_s: float = 0.5) -> list[RunStatus]:
-    """Run every unfinished run, at most ``workers`` at once; returns each run's final status.
+    """Run every unfinished run, at most ``workers`` at once, seed by seed; returns each run's final status.
 
     Progress is one line per run: a live table on a terminal, else a printed line at each state change.
     A failed run is recorded (run_dir/error.txt, status.json) and the others go on.
@@ -263,7 +263,8 @@ def run_study(study: Study, runs: list[PlannedRun], out: Path, backend: str = "l
     console = console or Console(stderr=True)
     prepare_study_dir(study, runs, out)
     statuses = initial_statuses(runs, out)
-    pending = [s for s in statuses if s.state == "pending"]
+    # seed by seed, so that a study stopped early still covers every method
+    pending = sorted((s for s in statuses if s.state == "pending"), key=lambda s: s.run.seed)
     running: dict[str, tuple[RunStatus, Any]] = {}
 
     def save() -> None:
