@@ -31,25 +31,20 @@ class StackedMLP(nn.Module):
         """M, the number of stacked networks."""
         return self.weights[0].shape[0]
 
-    def forward(self, x: torch.Tensor, params: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Evaluate every member on its own input.
 
         Args:
             x: [M, N, in] (or [1, N, in], broadcast to all members).
-            params: optional replacement tensors in ``parameters()`` order (e.g. detached copies).
         Returns:
             [M, N, out].
         """
-        weights, biases = (self.weights, self.biases) if params is None else (params[0::2], params[1::2])
+        weights, biases = self.weights, self.biases
         if x.shape[0] != self.members:
             x = x.expand(self.members, *x.shape[1:])
         last = len(weights) - 1
         for i, (w, b) in enumerate(zip(weights, biases)):
             x = torch.baddbmm(b, x, w)
             if i < last:
-                x = torch.relu(x)
+                x = x.relu_()  # in place: baddbmm's backward does not need its output
         return x
-
-    def ordered_params(self) -> list[torch.Tensor]:
-        """[w0, b0, w1, b1, ...], the order ``forward(params=...)`` expects."""
-        return [t for pair in zip(self.weights, self.biases) for t in pair]

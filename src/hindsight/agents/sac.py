@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from hindsight.agents.networks import StackedMLP
+from hindsight.agents.optim import FusedAdam
 from hindsight.batches import TransitionBatch
 from hindsight.specs import Params
 
@@ -25,11 +26,14 @@ def tanh_log_prob(pre_tanh: torch.Tensor, mean: torch.Tensor, log_std: torch.Ten
     return (gauss - correction).sum(-1)
 
 
-def _make_adam(params, lr: float) -> torch.optim.Adam:
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError):  # fused kernels unavailable for this device or dtype
-        return torch.optim.Adam(params, lr=lr, foreach=True)
+def squashed_log_prob(noise: torch.Tensor, log_std: torch.Tensor, pre_tanh: torch.Tensor) -> torch.Tensor:
+    """``tanh_log_prob`` for u = mean + exp(log_std) * noise, written with the noise itself: [...].
+
+    (u - mean) / std is the noise, and log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)); fewer ops.
+    """
+    per_dim_const = -0.5 * math.log(2 * math.pi) - 2 * math.log(2)
+    terms = 2 * (pre_tanh + F.softplus(-2 * pre_tanh)) - log_std - 0.5 * noise.square()
+    return terms.sum(-1) + noise.shape[-1] * per_dim_const
 
 
 class SAC:
@@ -45,6 +49,12 @@ class SAC:
         target_entropy: float | None = Field(default=None, description="default: -action_dim")
         init_log_alpha: float = 0.0
         device: str = Field(default="cpu", description="cpu, cuda or cuda:N")
+        threads: int | None = Field(
+            default=1, ge=1, description="torch intra-op threads on CPU (process-wide; None keeps torch's "
+            "setting). One by default: updates of small networks gain little from more and lose much when "
+            "the cores are shared")
+        compile: bool = Field(default=False, description="torch.compile the critic and policy losses "
+                              "(forward and backward); pays on CPU and GPU but takes minutes to start")
 
     def __init__(self, params: "SAC.Params", obs_dim: int, action_dim: int, task_dim: int,
                  generator: torch.Generator):
@@ -53,6 +63,8 @@ class SAC:
             raise ValueError("agent.hidden: every layer size must be >= 1")
         self.params = params
         self.device = torch.device(params.device)
+        if self.device.type == "cpu" and params.threads is not None:
+            torch.set_num_threads(params.threads)
         self.gamma = params.gamma
         self.batch_size = params.batch_size
         self.action_dim = action_dim
@@ -61,25 +73,37 @@ class SAC:
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(params.init_log_alpha, device=self.device, requires_grad=True)
         self.target_entropy = params.target_entropy if params.target_entropy is not None else -float(action_dim)
-        self.policy_opt = _make_adam(self.policy.parameters(), params.lr)
-        self.critic_opt = _make_adam(self.critic.parameters(), params.lr)
-        self.alpha_opt = _make_adam([self.log_alpha], params.lr)
+        self._policy_params = list(self.policy.parameters())
+        self._critic_params = list(self.critic.parameters())
+        self._target_params = list(self.critic_target.parameters())
+        self.policy_opt = FusedAdam(self._policy_params, params.lr)
+        self.critic_opt = FusedAdam(self._critic_params, params.lr)
+        self.alpha_opt = FusedAdam([self.log_alpha], params.lr)
+        self._critic_loss_fn, self._policy_loss_fn = self._critic_loss, self._policy_loss
+        if params.compile:
+            self._critic_loss_fn = torch.compile(self._critic_loss, dynamic=False)
+            self._policy_loss_fn = torch.compile(self._policy_loss, dynamic=False)
 
     # ----- networks -----
     def _policy_dist(self, obs: torch.Tensor, tasks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and clamped log-std [N, A] for obs [N, O], tasks [N, Z]."""
         out = self.policy(torch.cat([obs, tasks], -1)[None])[0]
         mean, log_std = out.chunk(2, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
-    def _sample(self, obs, tasks, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _sample(self, obs, tasks, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Squashed actions tanh(mean + std * noise) [N, A] and their log-probabilities [N]."""
         mean, log_std = self._policy_dist(obs, tasks)
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        pre_tanh = mean + log_std.exp() * noise
-        return torch.tanh(pre_tanh), tanh_log_prob(pre_tanh, mean, log_std)
+        pre_tanh = torch.addcmul(mean, log_std.exp(), noise)
+        return torch.tanh(pre_tanh), squashed_log_prob(noise, log_std, pre_tanh)
 
-    def _critic(self, obs, actions, tasks, params=None, target=False) -> torch.Tensor:
+    def _noise(self, shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
+        return torch.randn(shape, generator=generator, device=self.device)
+
+    def _critic(self, obs, actions, tasks, target=False) -> torch.Tensor:
+        """Both critics' Q [2, N] for obs [N, O], actions [N, A], tasks [N, Z]."""
         net = self.critic_target if target else self.critic
-        return net(torch.cat([obs, actions, tasks], -1)[None], params)[..., 0]  # [2, N]
+        return net(torch.cat([obs, actions, tasks], -1)[None])[..., 0]
 
     # ----- the Agent protocol -----
     @torch.no_grad()
@@ -89,7 +113,7 @@ class SAC:
         obs, tasks = obs.to(self.device), tasks.to(self.device)
         if deterministic:
             return torch.tanh(self._policy_dist(obs, tasks)[0])
-        return self._sample(obs, tasks, generator)[0]
+        return self._sample(obs, tasks, self._noise((obs.shape[0], self.action_dim), generator))[0]
 
     @torch.no_grad()
     def q(self, obs: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
@@ -112,44 +136,49 @@ class SAC:
         pre_tanh = torch.atanh(actions.clamp(-1 + 1e-6, 1 - 1e-6))
         return tanh_log_prob(pre_tanh, mean, log_std)
 
+    def _critic_loss(self, obs, actions, tasks, next_obs, rewards, terminated, noise, alpha):
+        """Sum over both critics of the mean squared TD error, and Q [2, N]; ``noise`` [N, A] draws a'."""
+        with torch.no_grad():
+            next_actions, next_logp = self._sample(next_obs, tasks, noise)
+            next_q = self._critic(next_obs, next_actions, tasks, target=True).min(0).values
+            target = self.params.reward_scale * rewards + self.gamma * (1.0 - terminated) * (next_q - alpha * next_logp)
+        q = self._critic(obs, actions, tasks)
+        return (q - target).square().mean(-1).sum(), q
+
+    def _policy_loss(self, obs, tasks, noise, alpha):
+        """mean(alpha log pi(a|s) - min Q(s, a)) for a = tanh(mean + std * noise), and log pi [N]."""
+        new_actions, logp = self._sample(obs, tasks, noise)
+        q_new = self._critic(obs, new_actions, tasks).min(0).values
+        return (alpha * logp - q_new).mean(), logp
+
     def update(self, batch: TransitionBatch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """One SAC step on critics, policy and temperature, then the Polyak target update.
 
+        The policy step uses the critics just updated; the temperature step uses the policy's entropy
+        before its update (the order of the reference SAC). Gradients come from ``torch.autograd.grad``
+        (only for the tensors each loss steps: no critic weight gradients for the policy loss).
         Returns scalar tensors (critic_loss, policy_loss, alpha, entropy, q_mean); nothing is
         synchronised to the host.
         """
-        obs, actions, tasks = batch.obs, batch.actions, batch.tasks
+        obs, tasks = batch.obs, batch.tasks
+        noise = self._noise((2, obs.shape[0], self.action_dim), generator)  # next-state and current samples
         alpha = self.log_alpha.detach().exp()
 
-        with torch.no_grad():
-            next_actions, next_logp = self._sample(batch.next_obs, tasks, generator)
-            next_q = self._critic(batch.next_obs, next_actions, tasks, target=True).min(0).values
-            target = (self.params.reward_scale * batch.rewards
-                      + self.gamma * (1.0 - batch.terminated) * (next_q - alpha * next_logp))
-        q = self._critic(obs, actions, tasks)
-        critic_loss = (q - target).square().mean(-1).sum()
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
+        critic_loss, q = self._critic_loss_fn(obs, batch.actions, tasks, batch.next_obs, batch.rewards,
+                                              batch.terminated, noise[0], alpha)
+        self.critic_opt.step(torch.autograd.grad(critic_loss, self._critic_params))
 
-        new_actions, logp = self._sample(obs, tasks, generator)
-        frozen = [p.detach() for p in self.critic.ordered_params()]
-        q_new = self._critic(obs, new_actions, tasks, params=frozen).min(0).values
-        policy_loss = (alpha * logp - q_new).mean()
-        self.policy_opt.zero_grad(set_to_none=True)
-        policy_loss.backward()
-        self.policy_opt.step()
+        policy_loss, logp = self._policy_loss_fn(obs, tasks, noise[1], alpha)
+        self.policy_opt.step(torch.autograd.grad(policy_loss, self._policy_params))
 
-        alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
-        self.alpha_opt.zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        self.alpha_opt.step()
+        logp = logp.detach()
+        # alpha loss -(log_alpha (logp + H)).mean() has gradient -(mean logp + H) in log_alpha
+        self.alpha_opt.step([-(logp.mean() + self.target_entropy)])
 
         with torch.no_grad():
-            torch._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()),
-                                 self.params.tau)
+            torch._foreach_lerp_(self._target_params, self._critic_params, self.params.tau)
         return {"critic_loss": critic_loss.detach(), "policy_loss": policy_loss.detach(), "alpha": alpha,
-                "entropy": -logp.detach().mean(), "q_mean": q.detach().mean()}
+                "entropy": -logp.mean(), "q_mean": q.detach().mean()}
 
     # ----- checkpoints -----
     def state_dict(self) -> dict[str, Any]:

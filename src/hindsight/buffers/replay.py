@@ -26,13 +26,24 @@ class ReplayBuffer:
         self.device = torch.device(device)
         widths = {"obs": obs_dim, "actions": action_dim, "next_obs": obs_dim, "features": feature_dim,
                   "tasks": task_dim}
-        self._storage = {name: torch.zeros((C, widths[name]) if name in widths else (C,), device=self.device)
-                         for name in _FIELDS}
+        # one row [W] per transition, every field a column slice: sampling is a single gather
+        self._columns: dict[str, slice | int] = {}
+        start = 0
+        for name in _FIELDS:
+            width = widths.get(name)
+            self._columns[name] = start if width is None else slice(start, start + width)
+            start += 1 if width is None else width
+        self._rows = torch.zeros(C, start, device=self.device)                    # [C, W]
+        self._storage = self._fields(self._rows)  # per-field views [C, width] or [C]
         self._next = 0   # write position
         self._size = 0
 
     def __len__(self) -> int:
         return self._size
+
+    def _fields(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Views of rows [n, W] as the named fields: [n, width] or [n]."""
+        return {name: rows[:, column] for name, column in self._columns.items()}
 
     @property
     def nbytes(self) -> int:
@@ -70,8 +81,7 @@ class ReplayBuffer:
             rows = {k: v[-self.capacity:] for k, v in rows.items()}
             n = self.capacity
         index = (self._next + torch.arange(n, device=self.device)) % self.capacity
-        for name, values in rows.items():
-            self._storage[name][index] = values.to(self._storage[name].dtype)
+        self._rows[index] = torch.cat([rows[name].reshape(n, -1).to(self._rows.dtype) for name in _FIELDS], 1)
         self._next = (self._next + n) % self.capacity
         self._size = min(self._size + n, self.capacity)
 
@@ -80,7 +90,7 @@ class ReplayBuffer:
         if self._size == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
         index = torch.randint(0, self._size, (n,), generator=generator, device=generator.device).to(self.device)
-        return TransitionBatch(**{name: self._storage[name][index] for name in _FIELDS})
+        return TransitionBatch(**self._fields(self._rows[index]))
 
     def state_dict(self) -> dict[str, Any]:
         """The stored rows (only the filled part) and the write position."""

@@ -1,0 +1,196 @@
+"""SAC: the stacked networks, the squashed log-probability, the fused Adam and the update's math."""
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from hindsight.agents.networks import StackedMLP
+from hindsight.agents.optim import FusedAdam
+from hindsight.agents.sac import SAC, squashed_log_prob, tanh_log_prob
+from hindsight.batches import TransitionBatch
+
+O, A, Z, N = 3, 2, 2, 16
+
+
+def make_agent(**overrides) -> SAC:
+    params = SAC.Params(hidden=[8, 8], lr=1e-2, gamma=0.9, tau=0.1, batch_size=N, **overrides)
+    return SAC(params, obs_dim=O, action_dim=A, task_dim=Z, generator=torch.Generator().manual_seed(0))
+
+
+def make_batch(seed: int = 0, device: str = "cpu") -> TransitionBatch:
+    g = torch.Generator().manual_seed(seed)
+    rand = lambda *shape: torch.randn(*shape, generator=g)  # noqa: E731
+    batch = TransitionBatch(obs=rand(N, O), actions=torch.rand(N, A, generator=g) * 1.8 - 0.9,
+                            next_obs=rand(N, O), features=rand(N, 2), tasks=rand(N, Z), rewards=rand(N),
+                            terminated=(torch.rand(N, generator=g) < 0.3).float(), truncated=torch.zeros(N))
+    return TransitionBatch(**{k: getattr(batch, k).to(device) for k in
+                              ("obs", "actions", "next_obs", "features", "tasks", "rewards", "terminated", "truncated")})
+
+
+def test_stacked_mlp_equals_separate_linear_layers():
+    net = StackedMLP(3, 5, [7, 6], 2, torch.Generator().manual_seed(1))
+    x = torch.randn(3, 4, 5)
+    out = net(x)
+    assert out.shape == (3, 4, 2)
+    for m in range(3):
+        layers = []
+        for i, (w, b) in enumerate(zip(net.weights, net.biases)):
+            linear = nn.Linear(w.shape[1], w.shape[2])
+            with torch.no_grad():
+                linear.weight.copy_(w[m].T)
+                linear.bias.copy_(b[m, 0])
+            layers += [linear, nn.ReLU()] if i < len(net.weights) - 1 else [linear]
+        torch.testing.assert_close(out[m], nn.Sequential(*layers)(x[m]))
+    torch.testing.assert_close(net(x[:1]), torch.stack([net(x[:1].expand(3, 4, 5))[m] for m in range(3)]))
+
+
+def test_tanh_log_prob_matches_torch_distributions():
+    mean, log_std = torch.randn(64, 3), torch.randn(64, 3).clamp(-2, 1)
+    noise = torch.randn(64, 3)
+    pre_tanh = mean + log_std.exp() * noise
+    tanh = torch.distributions.TanhTransform(cache_size=1)  # the cache hands log_prob the exact u
+    dist = torch.distributions.TransformedDistribution(torch.distributions.Normal(mean, log_std.exp()), [tanh])
+    expected = dist.log_prob(tanh(pre_tanh)).sum(-1)
+    torch.testing.assert_close(tanh_log_prob(pre_tanh, mean, log_std), expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(squashed_log_prob(noise, log_std, pre_tanh), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_fused_adam_matches_torch_adam():
+    params = [torch.randn(4, 3), torch.randn(3), torch.randn(())]
+    mine = [p.clone() for p in params]
+    theirs = [p.clone().requires_grad_() for p in params]
+    opt, reference = FusedAdam(mine, lr=3e-2), torch.optim.Adam(theirs, lr=3e-2, foreach=False)
+    for step in range(5):
+        grads = [torch.randn_like(p) for p in params]
+        opt.step(grads)
+        for p, g in zip(theirs, grads):
+            p.grad = g.clone()
+        reference.step()
+    for a, b in zip(mine, theirs):
+        torch.testing.assert_close(a, b.detach())
+    restored = FusedAdam([p.clone() for p in mine], lr=3e-2)
+    restored.load_state_dict(opt.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(restored.steps, opt.steps))
+
+
+def reference_update(agent: SAC, batch: TransitionBatch, noise: torch.Tensor) -> dict[str, nn.Module]:
+    """The SAC step written plainly (separate networks, torch.optim.Adam, an explicit alpha loss)."""
+    policy, critic, target = (copy.deepcopy(m) for m in (agent.policy, agent.critic, agent.critic_target))
+    log_alpha = agent.log_alpha.detach().clone().requires_grad_()
+    p_opt = torch.optim.Adam(policy.parameters(), lr=agent.params.lr, foreach=False)
+    q_opt = torch.optim.Adam(critic.parameters(), lr=agent.params.lr, foreach=False)
+    a_opt = torch.optim.Adam([log_alpha], lr=agent.params.lr, foreach=False)
+    alpha = log_alpha.detach().exp()
+
+    def sample(obs, noise):
+        mean, log_std = policy(torch.cat([obs, batch.tasks], -1)[None])[0].chunk(2, -1)
+        log_std = log_std.clamp(-20, 2)
+        u = mean + log_std.exp() * noise
+        gauss = torch.distributions.Normal(mean, log_std.exp()).log_prob(u)
+        return torch.tanh(u), (gauss - torch.log(1 - torch.tanh(u) ** 2)).sum(-1)
+
+    def qs(net, obs, actions):
+        return net(torch.cat([obs, actions, batch.tasks], -1)[None])[..., 0]
+
+    with torch.no_grad():
+        a2, logp2 = sample(batch.next_obs, noise[0])
+        y = batch.rewards + agent.gamma * (1 - batch.terminated) * (qs(target, batch.next_obs, a2).min(0).values
+                                                                   - alpha * logp2)
+    q = qs(critic, batch.obs, batch.actions)
+    q_loss = ((q[0] - y) ** 2).mean() + ((q[1] - y) ** 2).mean()
+    q_opt.zero_grad()
+    q_loss.backward()
+    q_opt.step()
+    a, logp = sample(batch.obs, noise[1])
+    pi_loss = (alpha * logp - qs(critic, batch.obs, a).min(0).values).mean()
+    p_opt.zero_grad()
+    pi_loss.backward()
+    p_opt.step()
+    alpha_loss = -(log_alpha * (logp.detach() + agent.target_entropy)).mean()
+    a_opt.zero_grad()
+    alpha_loss.backward()
+    a_opt.step()
+    with torch.no_grad():
+        for t, c in zip(target.parameters(), critic.parameters()):
+            t.mul_(1 - agent.params.tau).add_(agent.params.tau * c)
+    return {"policy": policy, "critic": critic, "target": target, "log_alpha": log_alpha,
+            "q_loss": q_loss, "pi_loss": pi_loss}
+
+
+def test_update_matches_plain_sac_step():
+    agent, batch = make_agent(), make_batch()
+    for _ in range(2):  # away from the initial state, so optimiser moments matter
+        agent.update(make_batch(seed=9), torch.Generator().manual_seed(5))
+    expected_noise = torch.randn((2, N, A), generator=torch.Generator().manual_seed(3))
+    ref = reference_update(agent, batch, expected_noise)
+    # the reference's fresh Adam starts at step 0: give the agent fresh optimiser state too
+    for opt in (agent.policy_opt, agent.critic_opt, agent.alpha_opt):
+        opt.load_state_dict({k: [torch.zeros_like(t) for t in v] for k, v in opt.state_dict().items()})
+    metrics = agent.update(batch, torch.Generator().manual_seed(3))
+    for name, net in (("policy", agent.policy), ("critic", agent.critic), ("target", agent.critic_target)):
+        for mine, theirs in zip(net.parameters(), ref[name].parameters()):
+            torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6, msg=name)
+    torch.testing.assert_close(agent.log_alpha.detach(), ref["log_alpha"].detach())
+    torch.testing.assert_close(metrics["critic_loss"], ref["q_loss"].detach())
+    torch.testing.assert_close(metrics["policy_loss"], ref["pi_loss"].detach())
+
+
+def test_updates_are_deterministic_and_checkpoints_resume_exactly():
+    first, second = make_agent(), make_agent()
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    for step in range(3):
+        first.update(make_batch(step), g1)
+        second.update(make_batch(step), g2)
+    for a, b in zip(first.state_dict()["critic"].values(), second.state_dict()["critic"].values()):
+        assert torch.equal(a, b)
+    resumed = make_agent()
+    resumed.load_state_dict(first.state_dict())
+    g3 = torch.Generator().manual_seed(11)
+    g1.manual_seed(11)
+    first.update(make_batch(5), g1)
+    resumed.update(make_batch(5), g3)
+    for key in ("policy", "critic", "critic_target"):
+        for a, b in zip(first.state_dict()[key].values(), resumed.state_dict()[key].values()):
+            assert torch.equal(a, b)
+    assert torch.equal(first.log_alpha, resumed.log_alpha)
+
+
+def test_update_metrics_are_finite_scalar_tensors():
+    agent = make_agent()
+    metrics = agent.update(make_batch(), torch.Generator().manual_seed(0))
+    assert set(metrics) == {"critic_loss", "policy_loss", "alpha", "entropy", "q_mean"}
+    for value in metrics.values():
+        assert isinstance(value, torch.Tensor) and value.dim() == 0 and math.isfinite(value.item())
+
+
+def test_threads_setting():
+    before = torch.get_num_threads()
+    try:
+        make_agent(threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_update_runs_on_the_device():
+    agent = make_agent(device="cuda")
+    batch = make_batch(device="cuda")
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    metrics = agent.update(batch, generator)
+    assert all(v.device.type == "cuda" for v in metrics.values())
+    assert agent.act(batch.obs, batch.tasks, deterministic=False, generator=generator).device.type == "cuda"
+
+
+@pytest.mark.slow
+def test_compiled_update_matches_eager():
+    eager, compiled = make_agent(), make_agent(compile=True)
+    for step in range(3):
+        m1 = eager.update(make_batch(step), torch.Generator().manual_seed(step))
+        m2 = compiled.update(make_batch(step), torch.Generator().manual_seed(step))
+    torch.testing.assert_close(m1["critic_loss"], m2["critic_loss"], rtol=1e-4, atol=1e-5)
+    for a, b in zip(eager.critic.parameters(), compiled.critic.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

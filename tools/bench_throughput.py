@@ -1,0 +1,215 @@
+"""Training throughput: our SAC against Stable-Baselines3's SAC, the update's FLOP rate, relabel overhead.
+
+1. Env steps/s while training, ours (the Trainer: collector, buffer, updates) and SB3's SAC on the same
+   family through ``hindsight.adapters.GymnasiumAdapter``, with identical settings: 256x256 networks,
+   batch 256, one gradient step per env step, the same learning rate and discount, after the same
+   warm-up of uniform random actions. Each repeat trains ours then SB3 (order swapped every other
+   repeat) for the same number of env steps; the table shows medians over repeats and the median of
+   the paired ratios. Both run with the same torch thread count (``--threads``).
+2. Achieved GFLOP/s of our update (matmul FLOPs counted by torch's FlopCounterMode, over the measured
+   update time) beside the best of square float32 matmuls measured on this machine, alternating.
+3. With AIR (K = 100, N = 500): the share of training wall time spent relabeling; HIPI-RL's training
+   time against AIR's for the same loops.
+
+    python tools/bench_throughput.py [--families point_reacher cheetah_multi] [--repeats 5]
+        [--steps 200] [--threads 1] [--cheetah-horizon 100] [--skip-sb3] [--skip-relabel]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("MUJOCO_GL", "disable")
+
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from hindsight.registry import REGISTRY  # noqa: E402
+from hindsight.specs import validate  # noqa: E402
+from hindsight.train.trainer import Trainer  # noqa: E402
+
+HIDDEN = [256, 256]
+BATCH = 256
+LR = 3e-4
+GAMMA = 0.99
+
+
+def env_params(family: str, args) -> dict:
+    """The family's parameters for the bench (cheetah episodes shortened so a repeat stays short)."""
+    return {"horizon": args.cheetah_horizon} if family == "cheetah_multi" else {}
+
+
+def horizon_of(family: str, args) -> int:
+    env_cls = REGISTRY.get("env", family)
+    return env_cls(env_cls.Params.model_validate(env_params(family, args))).horizon
+
+
+def our_trainer(family: str, args, relabeler: dict | None = None, agent: dict | None = None) -> Trainer:
+    """A Trainer with one episode per loop and one update per env step (updates_per_loop = horizon)."""
+    horizon = horizon_of(family, args)
+    spec = validate({
+        "name": f"bench-{family}", "seed": 0, "env": {"kind": family, **env_params(family, args)},
+        "relabeler": relabeler or {"kind": "none"},
+        "agent": {"kind": "sac", "hidden": HIDDEN, "batch_size": BATCH, "lr": LR, "gamma": GAMMA, **(agent or {})},
+        "buffer": {"kind": "replay", "capacity": 200_000},
+        "train": {"epochs": 1, "episodes_per_loop": 1, "updates_per_loop": horizon,
+                  "warmup_steps": args.warmup},
+        "logging": {"wandb": {"mode": "disabled"}, "progress": False},
+    })
+    trainer = Trainer(spec)
+    torch.set_num_threads(args.threads)  # the agent may set its own; the bench runs both at the same count
+    return trainer
+
+
+def train_ours(trainer: Trainer, steps: int) -> float:
+    """Train for at least ``steps`` env steps (whole loops); env steps/s."""
+    updates = trainer.spec.run.train.updates_per_loop
+    start, before = time.perf_counter(), trainer.env_steps
+    while trainer.env_steps - before < steps:
+        trainer.collect_and_store()
+        trainer.update(updates)
+    return (trainer.env_steps - before) / (time.perf_counter() - start)
+
+
+def sb3_model(family: str, args):
+    """SB3's SAC on the adapter: same networks, batch, lr, discount; one gradient step per env step."""
+    from stable_baselines3 import SAC as SB3SAC
+
+    from hindsight.adapters import GymnasiumAdapter
+
+    env = GymnasiumAdapter(family, env_params=env_params(family, args), seed=0)
+    model = SB3SAC("MlpPolicy", env, learning_rate=LR, buffer_size=200_000, learning_starts=args.warmup,
+                   batch_size=BATCH, tau=5e-3, gamma=GAMMA, train_freq=1, gradient_steps=1,
+                   policy_kwargs={"net_arch": HIDDEN}, seed=0, device="cpu", verbose=0)
+    model.learn(args.warmup)  # uniform random actions until learning_starts, as our warm-up
+    return model
+
+
+def train_sb3(model, steps: int) -> float:
+    start = time.perf_counter()
+    model.learn(steps, reset_num_timesteps=False)
+    return steps / (time.perf_counter() - start)
+
+
+def throughput(args) -> None:
+    print(f"== training throughput (env steps/s), {args.repeats} repeats of {args.steps} env steps, "
+          f"torch threads {args.threads} for both ==")
+    rows = []
+    for family in args.families:
+        if family not in REGISTRY.names("env"):
+            print(f"{family}: not registered, skipped")
+            continue
+        torch.set_num_threads(args.threads)
+        trainer = our_trainer(family, args)
+        trainer.warmup()
+        model = None if args.skip_sb3 else sb3_model(family, args)
+        torch.set_num_threads(args.threads)
+        ours, theirs, ratios = [], [], []
+        for r in range(args.repeats):
+            order = ["ours", "sb3"] if r % 2 == 0 else ["sb3", "ours"]
+            got = {}
+            for who in order:
+                if who == "ours":
+                    got[who] = train_ours(trainer, args.steps)
+                elif model is not None:
+                    got[who] = train_sb3(model, args.steps)
+            ours.append(got["ours"])
+            if "sb3" in got:
+                theirs.append(got["sb3"])
+                ratios.append(got["ours"] / got["sb3"])
+            print(f"  {family} repeat {r}: ours {got['ours']:.1f}" +
+                  (f", sb3 {got['sb3']:.1f}, ratio {ratios[-1]:.2f}" if "sb3" in got else ""), flush=True)
+        rows.append((family, statistics.median(ours), statistics.median(theirs) if theirs else float("nan"),
+                     statistics.median(ratios) if ratios else float("nan")))
+    print(f"{'family':<16}{'ours':>10}{'sb3':>10}{'ratio':>8}")
+    for family, o, s, q in rows:
+        print(f"{family:<16}{o:>10.1f}{s:>10.1f}{q:>8.2f}")
+
+
+def _timed(fn, n: int) -> float:
+    """Seconds per call of fn over n calls."""
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - start) / n
+
+
+def matmul_gflops(size: int, n: int) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    return 2 * size ** 3 / _timed(lambda: a @ b, n) / 1e9
+
+
+def flop_rate(args) -> None:
+    family = args.families[0]
+    trainer = our_trainer(family, args)
+    trainer.warmup()
+    agent, buffer = trainer.c.agent, trainer.c.buffer
+    gen, update_gen = trainer.gen["buffer"], trainer.gen["update"]
+    batch = buffer.sample(BATCH, gen)
+    for _ in range(5):
+        agent.update(batch, update_gen)
+    with FlopCounterMode(display=False) as counter:
+        agent.update(batch, update_gen)
+    flops = counter.get_total_flops()
+    update_rates, ceilings = [], []
+    for _ in range(args.repeats):
+        seconds = _timed(lambda: agent.update(buffer.sample(BATCH, gen), update_gen), 50)
+        update_rates.append((1 / seconds, flops / seconds / 1e9))
+        ceilings.append(max(matmul_gflops(s, m) for s, m in ((256, 400), (512, 60), (1024, 10))))
+    ups = statistics.median(u for u, _ in update_rates)
+    rate = statistics.median(g for _, g in update_rates)
+    ceiling = statistics.median(ceilings)
+    print(f"== update FLOP rate ({family}, batch {BATCH}, {HIDDEN} nets, threads {args.threads}) ==")
+    print(f"update: {flops / 1e6:.0f} MFLOP (matmuls), {ups:.1f} updates/s, {rate:.1f} GFLOP/s; "
+          f"matmul ceiling {ceiling:.1f} GFLOP/s; {rate / ceiling:.0%} of ceiling")
+
+
+def relabel_overhead(args) -> None:
+    print(f"== relabel overhead, AIR (K=100, N=500) and HIPI, {args.relabel_loops} loops ==")
+    for family in args.families:
+        if family not in REGISTRY.names("env"):
+            continue
+        seconds = {}
+        for name, spec in (("air", {"kind": "air", "candidates": 100, "cache": 500}), ("hipi", {"kind": "hipi"})):
+            if name not in REGISTRY.names("relabeler"):
+                continue
+            trainer = our_trainer(family, args, relabeler=spec)
+            trainer.warmup()
+            trainer.c.relabeler.diagnostics()  # drop the warm-up's figures
+            start = time.perf_counter()
+            for _ in range(args.relabel_loops):
+                trainer.collect_and_store()
+                trainer.update(trainer.spec.run.train.updates_per_loop)
+            wall = time.perf_counter() - start
+            spent = trainer.c.relabeler.diagnostics()["relabel/seconds"]
+            seconds[name] = wall
+            print(f"{family:<16}{name:<6} wall {wall:7.1f} s, relabeling {spent:6.2f} s = {spent / wall:.1%}")
+        if len(seconds) == 2:
+            print(f"{family:<16}HIPI / AIR training time: {seconds['hipi'] / seconds['air']:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--families", nargs="+", default=["point_reacher", "cheetah_multi"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=200, help="env steps per repeat and library")
+    parser.add_argument("--warmup", type=int, default=1000, help="env steps of random actions before training")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads, both libraries")
+    parser.add_argument("--cheetah-horizon", type=int, default=100)
+    parser.add_argument("--relabel-loops", type=int, default=3)
+    parser.add_argument("--skip-sb3", action="store_true")
+    parser.add_argument("--skip-relabel", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    throughput(args)
+    flop_rate(args)
+    if not args.skip_relabel:
+        relabel_overhead(args)
+
+
+if __name__ == "__main__":
+    main()
