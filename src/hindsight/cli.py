@@ -102,6 +102,11 @@ from hindsight.studies.cli import report, study  # noqa: E402  (their own module
 app.command()(study)
 app.command()(report)
 
+from hindsight.render.cli import relabel_picture, render  # noqa: E402  (imports stay lazy)
+
+app.command()(render)
+app.command("relabel-picture")(relabel_picture)
+
 
 def main() -> None:
     """Entry point for ``python -m hindsight``."""
