@@ -1,7 +1,7 @@
 """Load a run's checkpoint, roll out the deterministic policy with frames, write MP4 or GIF.
 
 Frames carry the family, the task number, the step, the raw task vector, a read-out of it and the
-return so far (Pillow ImageDraw). MP4 needs ``imageio-ffmpeg`` (``pip install 'hindsight[render]'``);
+return so far (Pillow ImageDraw). MP4 needs ``imageio`` and ``imageio-ffmpeg`` (``pip install 'hindsight[render]'``);
 without it the video is a GIF.
 """
 
@@ -263,8 +263,9 @@ class _Overlay:
 
 
 def mp4_available() -> bool:
-    """True when imageio can encode MP4 (``imageio-ffmpeg`` installed)."""
+    """True when imageio can encode MP4 (``imageio`` and ``imageio-ffmpeg`` installed)."""
     try:
+        import imageio.v2  # noqa: F401
         import imageio_ffmpeg
 
         imageio_ffmpeg.get_ffmpeg_exe()
