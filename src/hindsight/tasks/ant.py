@@ -20,13 +20,14 @@ import math
 import os
 
 import dm_control
+import mujoco as mj
 import numpy as np
 import torch
-from dm_control import mjcf, mujoco
+from dm_control import mjcf
 from pydantic import Field
 
 from hindsight.specs import Params
-from hindsight.tasks.base import EnvFamily, MultiTaskTask, make_control_env
+from hindsight.tasks.base import EnvFamily, MultiTaskTask, make_control_env, physics_from_model
 
 ANT_XML = os.path.join(os.path.dirname(dm_control.__file__), "third_party", "ant", "ant.xml")
 PHYSICS_DT = 0.01
@@ -158,11 +159,8 @@ class AntTask(DirectionTask):
 
 
 @functools.cache
-def ant_model_xml() -> tuple[str, dict]:
-    """dm_control's ant as a standalone model: free torso, floor, gear 150, physics step 0.01 s.
-
-    Returns the XML string and its assets (none are files, but Physics.from_xml_string takes the dict).
-    """
+def ant_model() -> mj.MjModel:
+    """dm_control's ant compiled as a standalone model: free torso, floor, gear 150, physics step 0.01 s."""
     root = mjcf.from_path(ANT_XML)
     root.option.timestep = PHYSICS_DT
     root.default.motor.gear = [GEAR]
@@ -173,7 +171,7 @@ def ant_model_xml() -> tuple[str, dict]:
     root.worldbody.add("geom", name="floor", type="plane", size=[100, 100, 0.5], material="grid",
                        friction=[1, 0.5, 0.5])
     root.worldbody.add("light", name="light", pos=[0, 0, 4], dir=[0, 0, -1], directional=True)
-    return root.to_xml_string(), root.get_assets()
+    return mj.MjModel.from_xml_string(root.to_xml_string(), root.get_assets())
 
 
 class AntDirection(EnvFamily):
@@ -193,10 +191,10 @@ class AntDirection(EnvFamily):
         self.params = params or self.Params()
         self.horizon = self.params.horizon
         self.task_distribution = DirectionTasks()
-        self._xml, self._assets = ant_model_xml()
+        self._model = ant_model()
 
     def make_env(self, reward, seed: int):
-        physics = mujoco.Physics.from_xml_string(self._xml, self._assets)
+        physics = physics_from_model(self._model)
         task = AntTask(reward, self.feature_dim, self.horizon, random=seed, healthy_z=HEALTHY_Z,
                        position_noise=RESET_POSITION_NOISE, velocity_noise=RESET_VELOCITY_NOISE,
                        control_dt=CONTROL_DT)

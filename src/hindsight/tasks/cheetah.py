@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import json
 
+import mujoco as mj
 import numpy as np
 import torch
-from dm_control import mujoco
 from dm_control.suite import cheetah as suite_cheetah
 from pydantic import Field
 
 from hindsight.resources import env_asset
 from hindsight.specs import Params
-from hindsight.tasks.base import EnvFamily, MultiTaskTask, make_control_env
+from hindsight.tasks.base import EnvFamily, MultiTaskTask, make_control_env, physics_from_model
 
 CONTROL_DT = 0.05
 CONTROL_COST = 0.1
@@ -118,10 +118,10 @@ class CheetahMulti(EnvFamily):
         self.params = params or self.Params()
         self.horizon = self.params.horizon
         self.task_distribution = CheetahTasks()
-        self._xml, self._assets = suite_cheetah.get_model_and_assets()
+        self._model = mj.MjModel.from_xml_string(*suite_cheetah.get_model_and_assets())
+        self._model.actuator("fthigh").gear[0] = FRONT_THIGH_GEAR
 
     def make_env(self, reward, seed: int):
-        physics = mujoco.Physics.from_xml_string(self._xml, self._assets)
-        physics.named.model.actuator_gear["fthigh", 0] = FRONT_THIGH_GEAR
+        physics = physics_from_model(self._model)
         task = CheetahTask(reward, self.feature_dim, self.horizon, random=seed)
         return make_control_env(physics, task, CONTROL_DT)

@@ -22,7 +22,6 @@ Optional ``action_noise``: std of Gaussian noise added to the xyz action before 
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import json
 import os
@@ -31,8 +30,6 @@ from typing import Literal
 import mujoco as mj
 import numpy as np
 import torch
-from dm_control import mujoco
-from dm_control.mujoco.wrapper import core
 from dm_control.rl import control
 from dm_env import specs
 from pydantic import Field
@@ -40,7 +37,7 @@ from pydantic import Field
 from hindsight.protocols import GoalPart
 from hindsight.resources import env_asset
 from hindsight.specs import Params
-from hindsight.tasks.base import EnvFamily, MultiTaskTask, make_control_env
+from hindsight.tasks.base import EnvFamily, MultiTaskTask, make_control_env, physics_from_model
 from hindsight.tasks.point_reacher import reacher_weights
 
 SUBSTEPS = 100
@@ -223,7 +220,7 @@ class FetchReach(EnvFamily):
         self._model = fetch_model()
 
     def make_env(self, reward, seed: int) -> control.Environment:
-        physics = mujoco.Physics.from_model(core.MjModel(copy.copy(self._model)))  # own model: sites, welds
+        physics = physics_from_model(self._model, private=True)  # the task moves marker sites per episode
         task = FetchTask(reward, self.feature_dim, self.horizon, random=seed,
                          action_noise=self.params.action_noise, physics=physics)
         return make_control_env(physics, task, self._model.opt.timestep * SUBSTEPS)

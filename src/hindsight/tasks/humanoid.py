@@ -18,13 +18,13 @@ The paper names this family but publishes no definition; these are our constants
 
 from __future__ import annotations
 
-from dm_control import mujoco
+import mujoco as mj
 from dm_control.suite import humanoid as suite_humanoid
 from pydantic import Field
 
 from hindsight.specs import Params
 from hindsight.tasks.ant import DirectionReward, DirectionTask, DirectionTasks
-from hindsight.tasks.base import EnvFamily, make_control_env
+from hindsight.tasks.base import EnvFamily, make_control_env, physics_from_model
 
 CONTROL_DT = 0.025
 HEALTHY_Z = (1.0, 2.0)
@@ -60,10 +60,10 @@ class HumanoidDirection(EnvFamily):
         self.params = params or self.Params()
         self.horizon = self.params.horizon
         self.task_distribution = DirectionTasks()
-        self._xml, self._assets = suite_humanoid.get_model_and_assets()
+        self._model = mj.MjModel.from_xml_string(*suite_humanoid.get_model_and_assets())
 
     def make_env(self, reward, seed: int):
-        physics = mujoco.Physics.from_xml_string(self._xml, self._assets)
+        physics = physics_from_model(self._model)
         task = DirectionTask(reward, self.feature_dim, self.horizon, random=seed, healthy_z=HEALTHY_Z,
                              position_noise=RESET_NOISE, velocity_noise=RESET_NOISE,
                              uniform_velocity_noise=True, control_dt=CONTROL_DT)
