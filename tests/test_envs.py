@@ -273,7 +273,8 @@ def test_fetch_mocap_control_blocked_gripper_and_relative_frame():
     grip = np.stack([s.observation["features"] for s in first[1:]])
     np.testing.assert_allclose(grip[:, 0], [0.05, 0.10, 0.15], atol=5e-3)     # 0.05 m per unit action
     np.testing.assert_allclose(grip[:, 1:], 0.0, atol=5e-3)
-    np.testing.assert_array_equal(first[-1].observation["observations"][3:5], 0.0)  # fingers blocked
+    for step in first:                                                           # fingers blocked
+        np.testing.assert_array_equal(step.observation["observations"][3:5], 0.0)
     assert first[1].reward == pytest.approx(math.exp(-np.sum(grip[0] ** 2) / 0.08 ** 2), rel=1e-5)
 
 

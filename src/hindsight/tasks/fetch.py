@@ -149,6 +149,8 @@ class FetchTask(MultiTaskTask):
         data.mocap_pos[0] = GRIPPER_START_OFFSET + data.site_xpos[self._grip]
         data.mocap_quat[0] = GRIPPER_ROTATION
         physics.step(SETUP_STEPS)
+        data.qpos[self._fingers] = 0.0  # the blocked gripper, from the first observation on
+        physics.forward()
         return {"qpos": data.qpos.copy(), "qvel": data.qvel.copy(), "mocap_pos": data.mocap_pos.copy(),
                 "grip": data.site_xpos[self._grip].copy()}
 
