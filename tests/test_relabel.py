@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 
+import attrs
 import pytest
 import torch
 
@@ -344,3 +345,19 @@ def test_every_relabeler_state_round_trips_weights_only():
 def test_keep_larger_than_candidates_is_a_spec_error():
     with pytest.raises(ValueError, match="keep"):
         AIR.Params(candidates=3, keep=4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", REGISTRY.names("relabeler"))
+def test_relabelers_run_on_cuda_tensors(name):
+    agent = SAC(SAC.Params(hidden=[16], gamma=GAMMA, device="cuda"), obs_dim=5, action_dim=2, task_dim=6,
+                generator=torch.Generator().manual_seed(0))
+    ctx = RelabelContext(tasks=PointReacherTasks(), reward=PointReacherReward(), agent=agent,
+                         generator=torch.Generator(device="cuda").manual_seed(0))
+    relabeler = REGISTRY.get("relabeler", name)()
+    for seed in range(2):
+        assert relabeler.relabel(random_batch(3, seed=seed), ctx).device.type == "cuda"
+    batch = transitions(16, seed=0)
+    batch = TransitionBatch(**{f.name: getattr(batch, f.name).cuda() for f in attrs.fields(TransitionBatch)})
+    assert relabeler.relabel_batch(batch, ctx).tasks.device.type == "cuda"
+    relabeler.diagnostics()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field, model_validator
 
-from hindsight.batches import TrajectoryBatch, discounted_returns
+from hindsight.batches import TrajectoryBatch
 from hindsight.protocols import RelabelContext
 from hindsight.relabel.basic import TrajectoryRelabeler
 from hindsight.specs import Params
@@ -27,7 +27,9 @@ def returns_under(batch_features: torch.Tensor, batch_actions: torch.Tensor, mas
     mask [B, T]) under each of the K shared candidates [K, Z]: one reward-family call."""
     B, K = batch_features.shape[0], candidates.shape[0]
     rewards = ctx.reward.reward(batch_features, batch_actions, candidates[None].expand(B, K, -1))  # [B, K, T]
-    return discounted_returns(rewards, mask[:, None], ctx.agent.gamma)
+    steps = torch.arange(rewards.shape[-1], device=rewards.device, dtype=rewards.dtype)
+    weights = mask.to(rewards.dtype) * ctx.agent.gamma ** steps                  # [B, T]: gamma^t on valid steps
+    return torch.einsum("bkt,bt->bk", rewards, weights)  # as discounted_returns, without [B, K, T] temporaries
 
 
 def batch_percentiles(reference: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
