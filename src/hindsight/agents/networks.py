@@ -26,22 +26,37 @@ class StackedMLP(nn.Module):
             self.weights.append(nn.Parameter(w))
             self.biases.append(nn.Parameter(b))
 
+    @classmethod
+    def concat(cls, nets: list["StackedMLP"]) -> "StackedMLP":
+        """One StackedMLP holding the members of ``nets`` (same layer sizes) in order."""
+        merged = nets[0]
+        if len(nets) > 1:
+            with torch.no_grad():
+                for i in range(len(merged.weights)):
+                    merged.weights[i] = nn.Parameter(torch.cat([n.weights[i] for n in nets]))
+                    merged.biases[i] = nn.Parameter(torch.cat([n.biases[i] for n in nets]))
+        return merged
+
     @property
     def members(self) -> int:
         """M, the number of stacked networks."""
         return self.weights[0].shape[0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Evaluate every member on its own input.
+    def forward(self, x: torch.Tensor, select: slice | None = None) -> torch.Tensor:
+        """Evaluate every member (or the members ``select`` picks) on its own input.
 
         Args:
-            x: [M, N, in] (or [1, N, in], broadcast to all members).
+            x: [M', N, in] with M' the number of evaluated members (or [1, N, in], broadcast to them).
+            select: a slice of the members to evaluate; all of them by default.
         Returns:
-            [M, N, out].
+            [M', N, out].
         """
         weights, biases = self.weights, self.biases
-        if x.shape[0] != self.members:
-            x = x.expand(self.members, *x.shape[1:])
+        if select is not None:
+            weights, biases = [w[select] for w in weights], [b[select] for b in biases]
+        count = weights[0].shape[0]
+        if x.shape[0] != count:
+            x = x.expand(count, *x.shape[1:])
         last = len(weights) - 1
         for i, (w, b) in enumerate(zip(weights, biases)):
             x = torch.baddbmm(b, x, w)

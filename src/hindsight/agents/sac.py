@@ -6,6 +6,7 @@ import copy
 import math
 from typing import Any
 
+import attrs
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -37,7 +38,15 @@ def squashed_log_prob(noise: torch.Tensor, log_std: torch.Tensor, pre_tanh: torc
 
 
 class SAC:
-    """Task-conditioned soft actor-critic with twin critics, Polyak targets and automatic temperature."""
+    """Task-conditioned soft actor-critic with twin critics, Polyak targets and automatic temperature.
+
+    One instance trains P independent members (a population of seeds) with stacked parameters: the policy
+    is a StackedMLP of P members, the critics one of 2P (member p's twins at 2p and 2p + 1), the
+    temperature a vector [P]; one batched update steps them all. Member p's initial weights and update
+    noise come only from its own generators, so members do not influence each other. The Agent protocol
+    methods (act, value, q, log_prob) act for one member (``member``, 0 by default); ``member(p)`` gives a
+    view bound to member p, and ``update`` steps a single-member agent.
+    """
 
     class Params(Params):
         hidden: list[int] = Field(default=[256, 256], min_length=1)
@@ -57,21 +66,27 @@ class SAC:
                               "(forward and backward); pays on CPU and GPU but takes minutes to start")
 
     def __init__(self, params: "SAC.Params", obs_dim: int, action_dim: int, task_dim: int,
-                 generator: torch.Generator):
-        """Build the networks with weights drawn from ``generator`` (a CPU generator)."""
+                 generator: torch.Generator | list[torch.Generator], members: int = 1):
+        """Build P = ``members`` members; member p's weights come from ``generator[p]`` (CPU generators)."""
         if any(h < 1 for h in params.hidden):
             raise ValueError("agent.hidden: every layer size must be >= 1")
+        generators = list(generator) if isinstance(generator, (list, tuple)) else [generator]
+        if len(generators) != members:
+            raise ValueError(f"expected one generator per member ({members}), got {len(generators)}")
         self.params = params
+        self.members = members
         self.device = torch.device(params.device)
         if self.device.type == "cpu" and params.threads is not None:
             torch.set_num_threads(params.threads)
         self.gamma = params.gamma
         self.batch_size = params.batch_size
         self.action_dim = action_dim
-        self.policy = StackedMLP(1, obs_dim + task_dim, params.hidden, 2 * action_dim, generator).to(self.device)
-        self.critic = StackedMLP(2, obs_dim + action_dim + task_dim, params.hidden, 1, generator).to(self.device)
+        self.policy = StackedMLP.concat([StackedMLP(1, obs_dim + task_dim, params.hidden, 2 * action_dim, g)
+                                         for g in generators]).to(self.device)
+        self.critic = StackedMLP.concat([StackedMLP(2, obs_dim + action_dim + task_dim, params.hidden, 1, g)
+                                         for g in generators]).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.log_alpha = torch.tensor(params.init_log_alpha, device=self.device, requires_grad=True)
+        self.log_alpha = torch.full((members,), params.init_log_alpha, device=self.device, requires_grad=True)
         self.target_entropy = params.target_entropy if params.target_entropy is not None else -float(action_dim)
         self._policy_params = list(self.policy.parameters())
         self._critic_params = list(self.critic.parameters())
@@ -84,101 +99,127 @@ class SAC:
             self._critic_loss_fn = torch.compile(self._critic_loss, dynamic=False)
             self._policy_loss_fn = torch.compile(self._policy_loss, dynamic=False)
 
-    # ----- networks -----
-    def _policy_dist(self, obs: torch.Tensor, tasks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and clamped log-std [N, A] for obs [N, O], tasks [N, Z]."""
-        out = self.policy(torch.cat([obs, tasks], -1)[None])[0]
+    # ----- networks (inputs carry a leading member dimension) -----
+    def _policy_dist(self, obs: torch.Tensor, tasks: torch.Tensor,
+                     member: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and clamped log-std [P', N, A] for obs [P', N, O], tasks [P', N, Z] (P' = 1 for one member)."""
+        select = None if member is None else slice(member, member + 1)
+        out = self.policy(torch.cat([obs, tasks], -1), select)
         mean, log_std = out.chunk(2, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
-    def _sample(self, obs, tasks, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Squashed actions tanh(mean + std * noise) [N, A] and their log-probabilities [N]."""
-        mean, log_std = self._policy_dist(obs, tasks)
+    def _sample(self, obs, tasks, noise: torch.Tensor, member: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Squashed actions tanh(mean + std * noise) [P', N, A] and their log-probabilities [P', N]."""
+        mean, log_std = self._policy_dist(obs, tasks, member)
         pre_tanh = torch.addcmul(mean, log_std.exp(), noise)
         return torch.tanh(pre_tanh), squashed_log_prob(noise, log_std, pre_tanh)
 
-    def _noise(self, shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
-        return torch.randn(shape, generator=generator, device=self.device)
+    def _noise(self, shape: tuple[int, ...], generators: list[torch.Generator | None]) -> torch.Tensor:
+        """Standard normal noise [len(generators), *shape], member p's drawn from ``generators[p]``."""
+        return torch.stack([torch.randn(shape, generator=g, device=self.device) for g in generators])
 
-    def _critic(self, obs, actions, tasks, target=False) -> torch.Tensor:
-        """Both critics' Q [2, N] for obs [N, O], actions [N, A], tasks [N, Z]."""
+    def _critic(self, obs, actions, tasks, target=False, member: int | None = None) -> torch.Tensor:
+        """Both critics' Q [P', 2, N] for obs [P', N, O], actions [P', N, A], tasks [P', N, Z]."""
         net = self.critic_target if target else self.critic
-        return net(torch.cat([obs, actions, tasks], -1)[None])[..., 0]
+        x = torch.cat([obs, actions, tasks], -1)
+        P, N, D = x.shape
+        x = x[:, None].expand(P, 2, N, D).reshape(2 * P, N, D)
+        select = None if member is None else slice(2 * member, 2 * member + 2)
+        return net(x, select)[..., 0].view(P, 2, N)
 
-    # ----- the Agent protocol -----
+    # ----- the Agent protocol, for one member -----
     @torch.no_grad()
     def act(self, obs: torch.Tensor, tasks: torch.Tensor, deterministic: bool,
-            generator: torch.Generator | None = None) -> torch.Tensor:
+            generator: torch.Generator | None = None, member: int = 0) -> torch.Tensor:
         """Actions [B, A] for obs [B, O] and tasks [B, Z]: tanh(mean) if deterministic, else a sample."""
-        obs, tasks = obs.to(self.device), tasks.to(self.device)
+        obs, tasks = obs.to(self.device)[None], tasks.to(self.device)[None]
         if deterministic:
-            return torch.tanh(self._policy_dist(obs, tasks)[0])
-        return self._sample(obs, tasks, self._noise((obs.shape[0], self.action_dim), generator))[0]
+            return torch.tanh(self._policy_dist(obs, tasks, member)[0])[0]
+        noise = self._noise((obs.shape[1], self.action_dim), [generator])
+        return self._sample(obs, tasks, noise, member)[0][0]
 
     @torch.no_grad()
-    def q(self, obs: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+    def q(self, obs: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor, member: int = 0) -> torch.Tensor:
         """min(Q1, Q2) [N] for obs [N, O], actions [N, A], tasks [N, Z]."""
-        return self._critic(obs, actions, tasks).min(0).values
+        return self._critic(obs[None], actions[None], tasks[None], member=member)[0].min(0).values
 
     @torch.no_grad()
-    def value(self, obs: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+    def value(self, obs: torch.Tensor, tasks: torch.Tensor, member: int = 0) -> torch.Tensor:
         """V(s, z) = min Q(s, tanh(mu(s, z)), z): [B, K] for obs [B, O] and tasks [B, K, Z]."""
         B, K, _ = tasks.shape
-        flat_obs = obs[:, None].expand(B, K, obs.shape[-1]).reshape(B * K, -1)
-        flat_tasks = tasks.reshape(B * K, -1)
-        actions = torch.tanh(self._policy_dist(flat_obs, flat_tasks)[0])
-        return self.q(flat_obs, actions, flat_tasks).view(B, K)
+        flat_obs = obs[:, None].expand(B, K, obs.shape[-1]).reshape(1, B * K, -1)
+        flat_tasks = tasks.reshape(1, B * K, -1)
+        actions = torch.tanh(self._policy_dist(flat_obs, flat_tasks, member)[0])
+        return self._critic(flat_obs, actions, flat_tasks, member=member)[0].min(0).values.view(B, K)
 
     @torch.no_grad()
-    def log_prob(self, obs: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+    def log_prob(self, obs: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor, member: int = 0) -> torch.Tensor:
         """log pi(a | s, z) [N] for actions [N, A] strictly inside (-1, 1)."""
-        mean, log_std = self._policy_dist(obs, tasks)
+        mean, log_std = self._policy_dist(obs[None], tasks[None], member)
         pre_tanh = torch.atanh(actions.clamp(-1 + 1e-6, 1 - 1e-6))
-        return tanh_log_prob(pre_tanh, mean, log_std)
+        return tanh_log_prob(pre_tanh, mean[0], log_std[0])
 
+    def member(self, index: int) -> "MemberView":
+        """The Agent-protocol view of member ``index`` (acting and values; updates stay batched)."""
+        return MemberView(self, index)
+
+    # ----- updates -----
     def _critic_loss(self, obs, actions, tasks, next_obs, rewards, terminated, noise, alpha):
-        """Sum over both critics of the mean squared TD error, and Q [2, N]; ``noise`` [N, A] draws a'."""
+        """Per-member sums over both critics of the mean squared TD error [P], and Q [P, 2, N];
+        inputs [P, N, ...], ``noise`` [P, N, A] draws a', ``alpha`` [P, 1]."""
         with torch.no_grad():
             next_actions, next_logp = self._sample(next_obs, tasks, noise)
-            next_q = self._critic(next_obs, next_actions, tasks, target=True).min(0).values
+            next_q = self._critic(next_obs, next_actions, tasks, target=True).min(1).values
             target = self.params.reward_scale * rewards + self.gamma * (1.0 - terminated) * (next_q - alpha * next_logp)
         q = self._critic(obs, actions, tasks)
-        return (q - target).square().mean(-1).sum(), q
+        return (q - target[:, None]).square().mean(-1).sum(1), q
 
     def _policy_loss(self, obs, tasks, noise, alpha):
-        """mean(alpha log pi(a|s) - min Q(s, a)) for a = tanh(mean + std * noise), and log pi [N]."""
+        """Per-member mean(alpha log pi(a|s) - min Q(s, a)) [P] for a = tanh(mean + std * noise), and log pi [P, N]."""
         new_actions, logp = self._sample(obs, tasks, noise)
-        q_new = self._critic(obs, new_actions, tasks).min(0).values
-        return (alpha * logp - q_new).mean(), logp
+        q_new = self._critic(obs, new_actions, tasks).min(1).values
+        return (alpha * logp - q_new).mean(-1), logp
 
-    def update(self, batch: TransitionBatch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """One SAC step on critics, policy and temperature, then the Polyak target update.
+    def update_members(self, batch: TransitionBatch, generators: list[torch.Generator | None]) -> dict[str, torch.Tensor]:
+        """One SAC step of every member on its own minibatch, then the Polyak target update.
+
+        Args:
+            batch: fields with a leading member dimension, e.g. obs [P, N, O], rewards [P, N].
+            generators: member p's update noise comes from ``generators[p]``.
+        Returns:
+            [P] tensors per metric (critic_loss, policy_loss, alpha, entropy, q_mean), not synchronised.
 
         The policy step uses the critics just updated; the temperature step uses the policy's entropy
         before its update (the order of the reference SAC). Gradients come from ``torch.autograd.grad``
-        (only for the tensors each loss steps: no critic weight gradients for the policy loss).
-        Returns scalar tensors (critic_loss, policy_loss, alpha, entropy, q_mean); nothing is
-        synchronised to the host.
+        (only for the tensors each loss steps: no critic weight gradients for the policy loss). Members'
+        losses are summed, so each member's gradient is that of its own loss.
         """
         obs, tasks = batch.obs, batch.tasks
-        noise = self._noise((2, obs.shape[0], self.action_dim), generator)  # next-state and current samples
-        alpha = self.log_alpha.detach().exp()
+        noise = self._noise((2, obs.shape[1], self.action_dim), generators)  # [P, 2, N, A]: a' and a
+        alpha = self.log_alpha.detach().exp()[:, None]
 
         critic_loss, q = self._critic_loss_fn(obs, batch.actions, tasks, batch.next_obs, batch.rewards,
-                                              batch.terminated, noise[0], alpha)
-        self.critic_opt.step(torch.autograd.grad(critic_loss, self._critic_params))
+                                              batch.terminated, noise[:, 0], alpha)
+        self.critic_opt.step(torch.autograd.grad(critic_loss.sum(), self._critic_params))
 
-        policy_loss, logp = self._policy_loss_fn(obs, tasks, noise[1], alpha)
-        self.policy_opt.step(torch.autograd.grad(policy_loss, self._policy_params))
+        policy_loss, logp = self._policy_loss_fn(obs, tasks, noise[:, 1], alpha)
+        self.policy_opt.step(torch.autograd.grad(policy_loss.sum(), self._policy_params))
 
         logp = logp.detach()
         # alpha loss -(log_alpha (logp + H)).mean() has gradient -(mean logp + H) in log_alpha
-        self.alpha_opt.step([-(logp.mean() + self.target_entropy)])
+        self.alpha_opt.step([-(logp.mean(-1) + self.target_entropy)])
 
         with torch.no_grad():
             torch._foreach_lerp_(self._target_params, self._critic_params, self.params.tau)
-        return {"critic_loss": critic_loss.detach(), "policy_loss": policy_loss.detach(), "alpha": alpha,
-                "entropy": -logp.mean(), "q_mean": q.detach().mean()}
+        return {"critic_loss": critic_loss.detach(), "policy_loss": policy_loss.detach(), "alpha": alpha[:, 0],
+                "entropy": -logp.mean(-1), "q_mean": q.detach().mean((1, 2))}
+
+    def update(self, batch: TransitionBatch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """One step of a single-member agent on batch fields [N, ...]; scalar metric tensors."""
+        if self.members != 1:
+            raise ValueError("update() steps a single-member agent; use update_members for a population")
+        stacked = TransitionBatch(**{name: value[None] for name, value in attrs.asdict(batch, recurse=False).items()})
+        return {k: v[0] for k, v in self.update_members(stacked, [generator]).items()}
 
     # ----- checkpoints -----
     def state_dict(self) -> dict[str, Any]:
@@ -197,3 +238,40 @@ class SAC:
         self.policy_opt.load_state_dict(state["policy_opt"])
         self.critic_opt.load_state_dict(state["critic_opt"])
         self.alpha_opt.load_state_dict(state["alpha_opt"])
+
+
+class MemberView:
+    """One member of a (population) SAC behind the Agent protocol: acting and value estimates.
+
+    Updates stay batched on the owning SAC; the state lives there too.
+    """
+
+    def __init__(self, agent: SAC, index: int):
+        self.agent = agent
+        self.index = index
+        self.gamma = agent.gamma
+        self.batch_size = agent.batch_size
+        self.device = agent.device
+
+    def act(self, obs, tasks, deterministic, generator=None):
+        """See SAC.act, for this member."""
+        return self.agent.act(obs, tasks, deterministic, generator, member=self.index)
+
+    def q(self, obs, actions, tasks):
+        """See SAC.q, for this member."""
+        return self.agent.q(obs, actions, tasks, member=self.index)
+
+    def value(self, obs, tasks):
+        """See SAC.value, for this member."""
+        return self.agent.value(obs, tasks, member=self.index)
+
+    def log_prob(self, obs, actions, tasks):
+        """See SAC.log_prob, for this member."""
+        return self.agent.log_prob(obs, actions, tasks, member=self.index)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Empty: the population checkpoint holds the shared agent."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
