@@ -122,7 +122,7 @@ def fake_finished_run(spec: dict, run_dir: Path, epochs: int | None = None) -> N
 
 
 class FakeBackend:
-    """Finishes runs at once; a run with agent.lr == 0.5 'crashes' without writing anything."""
+    """Runs end on their second poll; a run with agent.lr == 0.5 'crashes' without writing anything."""
 
     def __init__(self):
         self.started = []
@@ -130,12 +130,15 @@ class FakeBackend:
     def start(self, spec, run_dir):
         self.started.append(run_dir.name)
         if spec["agent"]["lr"] == 0.5:
-            return "crash"
+            return {"crash": True, "polls": 0}
         fake_finished_run(spec, run_dir)
-        return "ok"
+        return {"crash": False, "polls": 0}
 
     def poll(self, handle):
-        return True, "worker process died (exit code -11)" if handle == "crash" else None
+        handle["polls"] += 1
+        if handle["polls"] < 2:
+            return False, None
+        return True, "worker process died (exit code -11)" if handle["crash"] else None
 
     def cancel(self, handle):
         pass
@@ -144,13 +147,17 @@ class FakeBackend:
         pass
 
 
-def test_scheduler_records_failures_and_skips_finished_runs(tmp_path, monkeypatch):
+def test_scheduler_records_failures_and_skips_finished_runs(tmp_path, monkeypatch, capsys):
     backend = FakeBackend()
     monkeypatch.setattr(runner, "make_backend", lambda *args: backend)
     study = load_study(write_study(tmp_path, grid={**GRID, "agent.lr": [0.003, 0.5]}))
     runs = expand(study)
     out = tmp_path / "out"
-    statuses = runner.run_study(study, runs, out, workers=3, poll_s=0)
+    statuses = runner.run_study(study, runs, out, workers=3, poll_s=0, report_s=0)
+    lines = capsys.readouterr().err.splitlines()
+    assert "running  relabeler.kind=none,seed=0,agent.lr=0.003  epoch 2/2  steps 200  eval return 2.000" in lines[3]
+    assert backend.started[:4] == ["relabeler.kind=none,seed=0,agent.lr=0.003", "relabeler.kind=none,seed=0,agent.lr=0.5",
+                                   "relabeler.kind=random,seed=0,agent.lr=0.003", "relabeler.kind=random,seed=0,agent.lr=0.5"]
     states = {s.run.id: s.state for s in statuses}
     assert len(backend.started) == 8
     assert sorted(states.values()) == ["done"] * 4 + ["failed"] * 4

@@ -254,10 +254,12 @@ def make_backend(name: str, workers: int, address: str | None = None) -> LocalBa
 
 
 def run_study(study: Study, runs: list[PlannedRun], out: Path, backend: str = "local", workers: int = 2,
-              address: str | None = None, console: Console | None = None, poll_s: float = 0.5) -> list[RunStatus]:
+              address: str | None = None, console: Console | None = None, poll_s: float = 0.5,
+              report_s: float = 60.0) -> list[RunStatus]:
     """Run every unfinished run, at most ``workers`` at once, seed by seed; returns each run's final status.
 
-    Progress is one line per run: a live table on a terminal, else a printed line at each state change.
+    Progress is one line per run: a live table on a terminal, else a printed line at each state change and
+    every ``report_s`` seconds for each running run (when status.json is rewritten too).
     A failed run is recorded (run_dir/error.txt, status.json) and the others go on.
     """
     console = console or Console(stderr=True)
@@ -282,6 +284,7 @@ def run_study(study: Study, runs: list[PlannedRun], out: Path, backend: str = "l
     save()
     engine = make_backend(backend, workers, address) if pending else None
     live = Live(status_table(statuses), console=console, auto_refresh=False) if console.is_terminal else None
+    reported = time.monotonic()
     try:
         with live or contextlib.nullcontext():
             while pending or running:
@@ -303,6 +306,10 @@ def run_study(study: Study, runs: list[PlannedRun], out: Path, backend: str = "l
                     changed(status)
                 if live is not None:
                     live.update(status_table(statuses), refresh=True)
+                if time.monotonic() - reported >= report_s:
+                    reported = time.monotonic()
+                    for status, _ in running.values():
+                        changed(status)
     except KeyboardInterrupt:
         for status, handle in running.values():
             engine.cancel(handle)
