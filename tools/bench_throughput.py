@@ -12,7 +12,7 @@
    time against AIR's for the same loops.
 
     python tools/bench_throughput.py [--families point_reacher cheetah_multi] [--repeats 5]
-        [--steps 200] [--threads 1] [--cheetah-horizon 100] [--skip-sb3] [--skip-relabel]
+        [--steps 200] [--threads 1] [--cheetah-horizon 100] [--compile] [--skip-sb3] [--skip-relabel]
 """
 
 from __future__ import annotations
@@ -97,36 +97,39 @@ def train_sb3(model, steps: int) -> float:
 def throughput(args) -> None:
     print(f"== training throughput (env steps/s), {args.repeats} repeats of {args.steps} env steps, "
           f"torch threads {args.threads} for both ==")
+    names = ["ours"] + (["ours+compile"] if args.compile else []) + ([] if args.skip_sb3 else ["sb3"])
     rows = []
     for family in args.families:
         if family not in REGISTRY.names("env"):
             print(f"{family}: not registered, skipped")
             continue
-        torch.set_num_threads(args.threads)
-        trainer = our_trainer(family, args)
-        trainer.warmup()
-        model = None if args.skip_sb3 else sb3_model(family, args)
-        torch.set_num_threads(args.threads)
-        ours, theirs, ratios = [], [], []
+        runners = {}
+        for name in names:
+            start = time.perf_counter()
+            if name == "sb3":
+                model = sb3_model(family, args)
+                runners[name] = lambda model=model: train_sb3(model, args.steps)
+            else:
+                trainer = our_trainer(family, args, agent={"compile": name == "ours+compile"})
+                trainer.warmup()
+                trainer.update(1)  # compiles, when asked to
+                runners[name] = lambda trainer=trainer: train_ours(trainer, args.steps)
+            torch.set_num_threads(args.threads)
+            print(f"  {family} {name}: set up and warmed up in {time.perf_counter() - start:.1f} s", flush=True)
+        rates: dict[str, list[float]] = {name: [] for name in names}
         for r in range(args.repeats):
-            order = ["ours", "sb3"] if r % 2 == 0 else ["sb3", "ours"]
-            got = {}
-            for who in order:
-                if who == "ours":
-                    got[who] = train_ours(trainer, args.steps)
-                elif model is not None:
-                    got[who] = train_sb3(model, args.steps)
-            ours.append(got["ours"])
-            if "sb3" in got:
-                theirs.append(got["sb3"])
-                ratios.append(got["ours"] / got["sb3"])
-            print(f"  {family} repeat {r}: ours {got['ours']:.1f}" +
-                  (f", sb3 {got['sb3']:.1f}, ratio {ratios[-1]:.2f}" if "sb3" in got else ""), flush=True)
-        rows.append((family, statistics.median(ours), statistics.median(theirs) if theirs else float("nan"),
-                     statistics.median(ratios) if ratios else float("nan")))
-    print(f"{'family':<16}{'ours':>10}{'sb3':>10}{'ratio':>8}")
-    for family, o, s, q in rows:
-        print(f"{family:<16}{o:>10.1f}{s:>10.1f}{q:>8.2f}")
+            for name in names if r % 2 == 0 else names[::-1]:
+                rates[name].append(runners[name]())
+            print(f"  {family} repeat {r}: " + ", ".join(f"{n} {v[-1]:.1f}" for n, v in rates.items()), flush=True)
+        medians = {name: statistics.median(v) for name, v in rates.items()}
+        ratios = {name: statistics.median(a / b for a, b in zip(rates[name], rates["sb3"]))
+                  for name in names if name != "sb3" and "sb3" in rates}
+        rows.append((family, medians, ratios))
+    print(f"{'family':<16}" + "".join(f"{name:>14}" for name in names) + "".join(
+        f"{name + ' / sb3':>22}" for name in names if name != "sb3" and "sb3" in names))
+    for family, medians, ratios in rows:
+        print(f"{family:<16}" + "".join(f"{medians[name]:>14.1f}" for name in names)
+              + "".join(f"{ratios[name]:>22.2f}" for name in ratios))
 
 
 def _timed(fn, n: int) -> float:
@@ -169,27 +172,29 @@ def flop_rate(args) -> None:
 
 
 def relabel_overhead(args) -> None:
-    print(f"== relabel overhead, AIR (K=100, N=500) and HIPI, {args.relabel_loops} loops ==")
+    print(f"== relabel overhead: AIR (K=100, N=500) over {args.relabel_loops} loops, HIPI over {args.hipi_loops} ==")
     for family in args.families:
         if family not in REGISTRY.names("env"):
             continue
-        seconds = {}
-        for name, spec in (("air", {"kind": "air", "candidates": 100, "cache": 500}), ("hipi", {"kind": "hipi"})):
-            if name not in REGISTRY.names("relabeler"):
+        per_loop = {}
+        for name, spec, loops in (("air", {"kind": "air", "candidates": 100, "cache": 500}, args.relabel_loops),
+                                  ("hipi", {"kind": "hipi"}, args.hipi_loops)):
+            if name not in REGISTRY.names("relabeler") or loops < 1:
                 continue
             trainer = our_trainer(family, args, relabeler=spec)
             trainer.warmup()
             trainer.c.relabeler.diagnostics()  # drop the warm-up's figures
             start = time.perf_counter()
-            for _ in range(args.relabel_loops):
+            for _ in range(loops):
                 trainer.collect_and_store()
                 trainer.update(trainer.spec.run.train.updates_per_loop)
             wall = time.perf_counter() - start
             spent = trainer.c.relabeler.diagnostics()["relabel/seconds"]
-            seconds[name] = wall
-            print(f"{family:<16}{name:<6} wall {wall:7.1f} s, relabeling {spent:6.2f} s = {spent / wall:.1%}")
-        if len(seconds) == 2:
-            print(f"{family:<16}HIPI / AIR training time: {seconds['hipi'] / seconds['air']:.2f}x")
+            per_loop[name] = wall / loops
+            print(f"{family:<16}{name:<6} {wall / loops:7.2f} s per loop (one episode + one update per step), "
+                  f"relabeling {spent / wall:.2%} of it", flush=True)
+        if len(per_loop) == 2:
+            print(f"{family:<16}HIPI / AIR training time per loop: {per_loop['hipi'] / per_loop['air']:.2f}x")
 
 
 def main() -> None:
@@ -200,7 +205,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1000, help="env steps of random actions before training")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads, both libraries")
     parser.add_argument("--cheetah-horizon", type=int, default=100)
-    parser.add_argument("--relabel-loops", type=int, default=3)
+    parser.add_argument("--relabel-loops", type=int, default=5, help="loops timed with AIR")
+    parser.add_argument("--hipi-loops", type=int, default=1, help="loops timed with HIPI (slow)")
+    parser.add_argument("--compile", action="store_true", help="also ours with agent.compile (slow to start)")
     parser.add_argument("--skip-sb3", action="store_true")
     parser.add_argument("--skip-relabel", action="store_true")
     args = parser.parse_args()
