@@ -90,6 +90,9 @@ def run(spec: Path = typer.Argument(..., help="run spec (YAML)"),
         fail(f"{run_dir}: {exc.strerror or exc}")
     last = rows[-1] if rows else {}
     out.print(f"run directory: {run_dir}")
+    if resolved.run.seeds is not None:
+        out.print(f"population of {len(resolved.run.seeds)} members, one directory each: "
+                  + ", ".join(f"seed{s}" for s in resolved.run.seeds) + "; first member:")
     if last.get("eval/return_mean") is not None:
         out.print(f"final eval return {last['eval/return_mean']:.3f} after {last['env_steps']:,} env steps "
                   f"({last['train/steps_per_s']:.0f} env steps/s)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -79,6 +79,9 @@ class RunSpec(BaseModel):
 
     name: str | None = None
     seed: int = Field(default=0, ge=0)
+    seeds: list[Annotated[int, Field(ge=0)]] | None = Field(
+        default=None, min_length=1, description="train one member per seed in lockstep in one process "
+        "(a population); replaces seed")
     plugins: list[str] = Field(default_factory=list)
     env: ComponentSpec
     reward: ComponentSpec | None = Field(default=None, description="defaults to the env's own reward family")
@@ -88,6 +91,13 @@ class RunSpec(BaseModel):
     train: TrainSpec
     eval: EvalSpec = Field(default_factory=EvalSpec)
     logging: LoggingSpec = Field(default_factory=LoggingSpec)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError(f"seeds must be distinct (got {value})")
+        return value
 
     @field_validator("env", "reward", "relabeler", "agent", "buffer", mode="before")
     @classmethod
@@ -185,6 +195,12 @@ class ResolvedSpec:
         self.run = run
         self.params = params
 
+    def member(self, seed: int) -> "ResolvedSpec":
+        """The single-seed spec of one population member."""
+        data = self.to_dict()
+        data.update(seed=seed, seeds=None)
+        return validate(data)
+
     def component(self, field: str) -> Any:
         """The registered class chosen for ``field`` (env, reward, relabeler, agent, buffer)."""
         return REGISTRY.get(field, getattr(self.run, field).kind)
@@ -208,7 +224,7 @@ class ResolvedSpec:
         for name in COMPONENT_FIELDS:
             spec = getattr(self.run, name)
             data[name] = {"kind": spec.kind, **self.params[name].model_dump(mode="json")}
-        order = ["name", "seed", "plugins", *COMPONENT_FIELDS, "train", "eval", "logging"]
+        order = ["name", "seed", "seeds", "plugins", *COMPONENT_FIELDS, "train", "eval", "logging"]
         return {k: data[k] for k in order}
 
 

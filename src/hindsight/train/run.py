@@ -92,7 +92,7 @@ def checkpoint_bytes(trainer: Trainer) -> int:
         return 0
 
     full_buffer = getattr(trainer.c.buffer, "nbytes", 0)
-    return 2 * (tensor_bytes(trainer.c.agent.state_dict()) * 3 + full_buffer) + 16 * 2**20
+    return 2 * (tensor_bytes(trainer.c.agent.state_dict()) + full_buffer) + 16 * 2**20
 
 
 def _truncate_metrics(path: Path, rows: int) -> None:
@@ -131,16 +131,45 @@ class _SignalStop:
             signal.signal(signum, handler)
 
 
-def execute(spec: ResolvedSpec, run_dir: Path, progress: bool | None = None, resume: bool = False) -> list[dict[str, Any]]:
-    """Train the spec into ``run_dir`` and return this session's metrics rows.
+def member_dirs(spec: ResolvedSpec, run_dir: Path) -> list[Path]:
+    """Where each member writes: the run directory itself, or ``seed<S>/`` per seed of a population."""
+    if spec.run.seeds is None:
+        return [run_dir]
+    return [run_dir / f"seed{seed}" for seed in spec.run.seeds]
 
+
+def _member_sinks(spec: ResolvedSpec, directory: Path, progress: bool, start_epoch: int) -> list:
+    """metrics.jsonl, W&B (unless disabled) and the progress bar (if asked) for one member's run directory."""
+    resolved = spec.to_dict()
+    (directory / SPEC_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
+    sinks: list = [JsonlSink(directory / METRICS_FILE)]
+    wandb = spec.run.logging.wandb
+    if wandb.mode != "disabled":
+        id_file = directory / WANDB_ID_FILE
+        if not id_file.exists():
+            id_file.write_text(uuid.uuid4().hex[:12])
+        sinks.append(GuardedSink.start("W&B logging", lambda: WandbSink(
+            wandb.mode, wandb.project, Path(wandb.dir) if wandb.dir else directory, resolved,
+            run_name(spec, directory), wandb.group, wandb.tags, run_id=id_file.read_text().strip())))
+    if progress:
+        sinks.append(ProgressSink(spec.run.train.epochs, run_name(spec, directory), start_epoch=start_epoch))
+    return sinks
+
+
+def execute(spec: ResolvedSpec, run_dir: Path, progress: bool | None = None, resume: bool = False) -> list[dict[str, Any]]:
+    """Train the spec into ``run_dir`` and return this session's metrics rows (a population's first member's).
+
+    A spec with ``seeds`` trains a population: member S writes ``run_dir/seed<S>/`` as a run of seed S
+    would, and ``run_dir/checkpoint.pt`` holds the whole population.
     With ``resume``, continue from ``run_dir/checkpoint.pt`` (or start fresh if there is none).
     Raises RunDirError for an unusable directory, CheckpointError for a refused checkpoint,
     StopRequested after a signal (checkpoint written), NonFiniteError on divergence.
     """
+    from hindsight.train.population import PopulationTrainer
+
     run_dir = Path(run_dir)
     checkpoint = run_dir / CHECKPOINT_FILE
-    metrics = run_dir / METRICS_FILE
+    directories = member_dirs(spec, run_dir)
     resolved = spec.to_dict()
     state = None
     if resume and checkpoint.exists():
@@ -148,35 +177,30 @@ def execute(spec: ResolvedSpec, run_dir: Path, progress: bool | None = None, res
         mismatch = spec_mismatch(state["spec"], resolved)
         if mismatch:
             raise RunDirError(f"--resume: the spec differs from the checkpoint's at {mismatch}")
-    elif not resume and (metrics.exists() or checkpoint.exists()):
+    elif not resume and (checkpoint.exists() or any((d / METRICS_FILE).exists() for d in directories)):
         raise RunDirError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
 
-    trainer = Trainer(spec, checkpoint_path=checkpoint)
-    check_writable(run_dir, checkpoint_bytes(trainer))
+    population = spec.run.seeds is not None
+    trainer = PopulationTrainer(spec, checkpoint) if population else Trainer(spec, checkpoint_path=checkpoint)
+    members = trainer.members if population else [trainer]
+    check_writable(run_dir, sum(checkpoint_bytes(m) for m in members))
     if state is not None:
         trainer.load_state_dict(state)
-        _truncate_metrics(metrics, trainer.metrics_rows)
-    else:
-        metrics.unlink(missing_ok=True)
-    (run_dir / SPEC_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
-
-    sinks: list = [JsonlSink(metrics)]
-    wandb = spec.run.logging.wandb
-    if wandb.mode != "disabled":
-        id_file = run_dir / WANDB_ID_FILE
-        if not id_file.exists():
-            id_file.write_text(uuid.uuid4().hex[:12])
-        sinks.append(GuardedSink.start("W&B logging", lambda: WandbSink(
-            wandb.mode, wandb.project, Path(wandb.dir) if wandb.dir else run_dir, resolved,
-            run_name(spec, run_dir), wandb.group, wandb.tags, run_id=id_file.read_text().strip())))
+    if population:
+        (run_dir / SPEC_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
     show = spec.run.logging.progress if progress is None else progress
-    if show:
-        sinks.append(ProgressSink(spec.run.train.epochs, run_name(spec, run_dir), start_epoch=trainer.epoch))
-    trainer.sinks = sinks
+    for i, (member, directory) in enumerate(zip(members, directories)):
+        directory.mkdir(parents=True, exist_ok=True)
+        if state is not None:
+            _truncate_metrics(directory / METRICS_FILE, member.metrics_rows)
+        else:
+            (directory / METRICS_FILE).unlink(missing_ok=True)
+        member.sinks = _member_sinks(member.spec, directory, show and i == 0, member.epoch)
     try:
         with _SignalStop(trainer):
             rows = trainer.run()
     finally:
-        for sink in sinks:
-            sink.close()
-    return rows
+        for member in members:
+            for sink in member.sinks:
+                sink.close()
+    return rows[0] if population else rows

@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 import torch
 
-from hindsight.batches import TrajectoryBatch
+from hindsight.batches import TrajectoryBatch, TransitionBatch
 from hindsight.protocols import Agent, Buffer, RelabelContext, Relabeler, RewardFamily
 from hindsight.seeding import derive_seed, make_generator
 from hindsight.specs import ResolvedSpec
@@ -32,15 +32,26 @@ class Components:
     buffer: Buffer
 
 
-def build_components(spec: ResolvedSpec) -> Components:
-    """Instantiate the registered components the spec names, seeded from its one seed."""
+def build_agent(spec: ResolvedSpec, family: EnvFamily, seeds: list[int]) -> Agent:
+    """The spec's agent with one member per seed, member p initialised from seed p's ``agent/init`` stream."""
+    generators = [make_generator(seed, "agent/init") for seed in seeds]
+    kwargs = {} if len(seeds) == 1 else {"members": len(seeds)}
+    return spec.component("agent")(spec.params["agent"], obs_dim=family.obs_dim, action_dim=family.action_dim,
+                                   task_dim=family.task_distribution.task_dim,
+                                   generator=generators[0] if len(seeds) == 1 else generators, **kwargs)
+
+
+def build_components(spec: ResolvedSpec, agent: Agent | None = None) -> Components:
+    """Instantiate the registered components the spec names, seeded from its one seed.
+
+    ``agent`` replaces the spec's own (a population member's view of a shared agent).
+    """
     seed = spec.run.seed
     family = spec.component("env")(spec.params["env"])
     reward = spec.component("reward")(spec.params["reward"])
     relabeler = spec.component("relabeler")(spec.params["relabeler"])
-    agent = spec.component("agent")(spec.params["agent"], obs_dim=family.obs_dim, action_dim=family.action_dim,
-                                    task_dim=family.task_distribution.task_dim,
-                                    generator=make_generator(seed, "agent/init"))
+    if agent is None:
+        agent = build_agent(spec, family, [seed])
     buffer = spec.component("buffer")(spec.params["buffer"], obs_dim=family.obs_dim, action_dim=family.action_dim,
                                       task_dim=family.task_distribution.task_dim, feature_dim=family.feature_dim,
                                       device=getattr(agent, "device", "cpu"))
@@ -96,11 +107,12 @@ class Trainer:
     requested (``request_stop``, e.g. from a signal handler), so that ``restore`` continues exactly.
     """
 
-    def __init__(self, spec: ResolvedSpec, sinks: list | None = None, checkpoint_path: Path | None = None):
+    def __init__(self, spec: ResolvedSpec, sinks: list | None = None, checkpoint_path: Path | None = None,
+                 agent: Agent | None = None):
         self.spec = spec
         self.sinks = sinks or []
         self.checkpoint_path = checkpoint_path
-        self.c = build_components(spec)
+        self.c = build_components(spec, agent)
         train, seed = spec.run.train, spec.run.seed
         device = getattr(self.c.agent, "device", torch.device("cpu"))
         family = self.c.family
@@ -160,34 +172,51 @@ class Trainer:
         self.c.buffer.add(batch, all_tasks, rewards)
         return batch
 
-    def update(self, count: int) -> None:
-        """``count`` gradient steps on minibatches from the buffer (rewritten by sample-time relabelers)."""
-        batch_size = self.c.agent.batch_size
+    def sample_batch(self) -> TransitionBatch:
+        """A minibatch from the buffer, rewritten by sample-time relabelers."""
+        batch = self.c.buffer.sample(self.c.agent.batch_size, self.gen["buffer"])
+        return self.c.relabeler.relabel_batch(batch, self.ctx)
+
+    def record_update(self, metrics: dict[str, torch.Tensor]) -> None:
+        """Add one update's metrics (scalar tensors, never synchronised) to the epoch's sums."""
         sums = self.progress.loss_sums
+        for key, value in metrics.items():
+            sums[key] = sums[key] + value if key in sums else value.clone()
+        self.updates += 1
+        self.progress.update_count += 1
+
+    def update(self, count: int) -> None:
+        """``count`` gradient steps of this trainer's own agent."""
         for _ in range(count):
-            batch = self.c.buffer.sample(batch_size, self.gen["buffer"])
-            batch = self.c.relabeler.relabel_batch(batch, self.ctx)
-            for key, value in self.c.agent.update(batch, generator=self.gen["update"]).items():
-                sums[key] = sums[key] + value if key in sums else value.clone()
+            self.record_update(self.c.agent.update(self.sample_batch(), generator=self.gen["update"]))
             faults.reached("update")
-        self.updates += count
-        self.progress.update_count += count
+
+    def warmup_done(self) -> bool:
+        """Whether ``train.warmup_steps`` env steps of uniform random actions are stored."""
+        return self.env_steps >= self.spec.run.train.warmup_steps
 
     def warmup(self) -> None:
         """Uniform random actions until ``train.warmup_steps`` env steps are stored."""
-        while self.env_steps < self.spec.run.train.warmup_steps:
+        while not self.warmup_done():
             self.collect_and_store(random_actions=True)
-            self._stop_if_requested()
+
+    def collect_for_loop(self) -> None:
+        """The collection half of a loop: one batch of episodes collected, relabeled and stored."""
+        batch = self.collect_and_store()
+        self.progress.return_sum += float((batch.rewards * batch.mask).sum())
+        self.progress.episodes += batch.num
+
+    def end_loop(self, seconds: float) -> None:
+        """Count a finished loop that took ``seconds``."""
+        self.progress.loop += 1
+        self.progress.seconds += seconds
 
     def run_loop(self) -> None:
         """One loop of the current epoch: collect a batch of episodes, store it, update."""
         start = time.perf_counter()
-        batch = self.collect_and_store()
-        self.progress.return_sum += float((batch.rewards * batch.mask).sum())
-        self.progress.episodes += batch.num
+        self.collect_for_loop()
         self.update(self.spec.run.train.updates_per_loop)
-        self.progress.loop += 1
-        self.progress.seconds += time.perf_counter() - start
+        self.end_loop(time.perf_counter() - start)
 
     def finish_epoch(self) -> dict[str, Any]:
         """Evaluate, check for divergence and build the epoch's metrics row."""
@@ -216,7 +245,8 @@ class Trainer:
             if isinstance(value, float) and not math.isfinite(value):
                 component = "agent" if key.startswith("train/") else key.split("/")[0]
                 raise NonFiniteError(f"{component}: {key} became {value} in epoch {self.epoch}")
-        networks = {name: module for name, module in vars(self.c.agent).items() if isinstance(module, torch.nn.Module)}
+        owner = getattr(self.c.agent, "agent", self.c.agent)  # a population member checks the shared agent
+        networks = {name: module for name, module in vars(owner).items() if isinstance(module, torch.nn.Module)}
         for name, module in networks.items():
             for pname, param in module.named_parameters():
                 if not torch.isfinite(param).all():
@@ -227,35 +257,14 @@ class Trainer:
 
         Raises StopRequested (after checkpointing) if ``request_stop`` was called, NonFiniteError on divergence.
         """
-        rows = []
-        train = self.spec.run.train
-        self.warmup()
-        if self.epoch == 0 and self.progress.loop == 0:
-            self.progress.steps_at_start = self.env_steps
-        while self.epoch < train.epochs:
-            while self.progress.loop < train.loops_per_epoch:
-                self.run_loop()
-                if self.progress.loop < train.loops_per_epoch:
-                    self._stop_if_requested()
-            row = self.finish_epoch()
-            rows.append(row)
-            for sink in self.sinks:
-                sink.log(row)
-            self.metrics_rows += 1
-            if self.epoch % train.checkpoint_every == 0 or self.epoch == train.epochs:
-                self.save_checkpoint()
-            if self.epoch < train.epochs:
-                self._stop_if_requested()
-        return rows
-
-    def _stop_if_requested(self) -> None:
-        if self._stop_requested:
-            self.save_checkpoint()
-            raise StopRequested(f"stopped in epoch {self.epoch + 1} after loop {self.progress.loop}")
+        return run_lockstep([self], self.update, self.save_checkpoint, lambda: self._stop_requested)[0]
 
     # ----- checkpoints -----
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly: loadable with ``torch.load(..., weights_only=True)``."""
+        """Everything needed to continue exactly: loadable with ``torch.load(..., weights_only=True)``.
+
+        A population member's agent entry is empty: the population checkpoint holds the shared agent.
+        """
         return {
             "format": 1, "spec": self.spec.to_dict(), "epoch": self.epoch, "env_steps": self.env_steps,
             "updates": self.updates, "metrics_rows": self.metrics_rows, "progress": self.progress.state_dict(),
@@ -284,3 +293,55 @@ class Trainer:
         """Write the checkpoint atomically, if this trainer has a checkpoint path."""
         if self.checkpoint_path is not None:
             save_atomic(self.state_dict(), self.checkpoint_path)
+
+
+def run_lockstep(members: list[Trainer], update: Callable[[int], None], checkpoint: Callable[[], None],
+                 stop_requested: Callable[[], bool]) -> list[list[dict[str, Any]]]:
+    """Algorithm 1 for one or more members in lockstep (they share the spec's loop sizes).
+
+    Each loop, every member collects and stores a batch of episodes, then ``update(n)`` runs the loop's
+    gradient steps (batched across members for a population). After each epoch every member's row goes
+    to its sinks and ``checkpoint()`` runs every ``train.checkpoint_every`` epochs and at the end. When
+    ``stop_requested()`` turns true, the loop checkpoints at the next safe point and raises StopRequested.
+
+    Returns:
+        Each member's metrics rows from this session.
+    """
+    lead = members[0]
+    train = lead.spec.run.train
+    rows: list[list[dict[str, Any]]] = [[] for _ in members]
+
+    def stop_if_requested() -> None:
+        if stop_requested():
+            checkpoint()
+            raise StopRequested(f"stopped in epoch {lead.epoch + 1} after loop {lead.progress.loop}")
+
+    while not all(m.warmup_done() for m in members):
+        for member in members:
+            if not member.warmup_done():
+                member.collect_and_store(random_actions=True)
+        stop_if_requested()
+    if lead.epoch == 0 and lead.progress.loop == 0:
+        for member in members:
+            member.progress.steps_at_start = member.env_steps
+    while lead.epoch < train.epochs:
+        while lead.progress.loop < train.loops_per_epoch:
+            start = time.perf_counter()
+            for member in members:
+                member.collect_for_loop()
+            update(train.updates_per_loop)
+            for member in members:
+                member.end_loop(time.perf_counter() - start)
+            if lead.progress.loop < train.loops_per_epoch:
+                stop_if_requested()
+        for member, member_rows in zip(members, rows):
+            row = member.finish_epoch()
+            member_rows.append(row)
+            for sink in member.sinks:
+                sink.log(row)
+            member.metrics_rows += 1
+        if lead.epoch % train.checkpoint_every == 0 or lead.epoch == train.epochs:
+            checkpoint()
+        if lead.epoch < train.epochs:
+            stop_if_requested()
+    return rows

@@ -1,0 +1,77 @@
+"""Population runs: members equal to their single runs, independent of each other, resumable."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from hindsight.specs import SpecError, validate
+from hindsight.train.run import execute
+
+TIMING_KEYS = ("train/steps_per_s", "train/updates_per_s", "time/epoch_s", "relabel/seconds", "relabel/calls")
+
+
+def rows_of(path):
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in rows]
+
+
+def assert_rows_close(a, b, rel=1e-4):
+    assert [r.keys() for r in a] == [r.keys() for r in b]
+    for x, y in zip(a, b):
+        for key in x:
+            if isinstance(x[key], float):
+                assert y[key] == pytest.approx(x[key], rel=rel, abs=1e-5), key
+            else:
+                assert x[key] == y[key], key
+
+
+def test_population_of_one_equals_the_plain_run(tmp_path, tiny_spec):
+    execute(validate(tiny_spec), tmp_path / "plain")
+    tiny_spec["seeds"] = [0]
+    execute(validate(tiny_spec), tmp_path / "population")
+    assert rows_of(tmp_path / "population/seed0/metrics.jsonl") == rows_of(tmp_path / "plain/metrics.jsonl")
+
+
+def test_members_are_independent_and_match_their_single_runs(tmp_path, tiny_spec):
+    tiny_spec["seeds"] = [0, 1]
+    execute(validate(tiny_spec), tmp_path / "a")
+    tiny_spec["seeds"] = [0, 7]
+    execute(validate(tiny_spec), tmp_path / "b")
+    # changing the second member's seed leaves the first member's metrics unchanged
+    assert rows_of(tmp_path / "a/seed0/metrics.jsonl") == rows_of(tmp_path / "b/seed0/metrics.jsonl")
+    assert rows_of(tmp_path / "a/seed1/metrics.jsonl") != rows_of(tmp_path / "b/seed7/metrics.jsonl")
+    # each member is the run of its seed (batched kernels may differ in the last float bits)
+    single = dict(tiny_spec, seeds=None, seed=7)
+    execute(validate(single), tmp_path / "single7")
+    assert_rows_close(rows_of(tmp_path / "single7/metrics.jsonl"), rows_of(tmp_path / "b/seed7/metrics.jsonl"))
+    spec = yaml.safe_load((tmp_path / "b/seed7/spec.yaml").read_text())
+    assert spec["seed"] == 7 and spec["seeds"] is None
+
+
+def test_population_sigkill_and_resume(tmp_path, tiny_spec):
+    tiny_spec["seeds"] = [0, 1]
+    tiny_spec["train"]["epochs"] = 3
+    path = tmp_path / "population.yaml"
+    path.write_text(yaml.safe_dump(tiny_spec))
+    env = {**os.environ, "MUJOCO_GL": "disable"}
+    command = [sys.executable, "-m", "hindsight", "run", str(path), "--out"]
+    assert subprocess.run(command + [str(tmp_path / "reference")], env=env, capture_output=True).returncode == 0
+    killed = subprocess.run(command + [str(tmp_path / "killed")], capture_output=True,
+                            env={**env, "HINDSIGHT_KILL_AT": "update:45"})
+    assert killed.returncode == -signal.SIGKILL
+    resumed = subprocess.run(command + [str(tmp_path / "killed"), "--resume"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    for seed in (0, 1):
+        assert rows_of(tmp_path / f"killed/seed{seed}/metrics.jsonl") == \
+            rows_of(tmp_path / f"reference/seed{seed}/metrics.jsonl")
+
+
+def test_seeds_must_be_distinct(tiny_spec):
+    tiny_spec["seeds"] = [1, 1]
+    with pytest.raises(SpecError, match="seeds: Value error, seeds must be distinct"):
+        validate(tiny_spec)
