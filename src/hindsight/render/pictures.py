@@ -126,10 +126,23 @@ def fresh_trajectories(run: LoadedRun, count: int) -> TrajectoryBatch:
 
 
 def _air_cache_from_checkpoint(run: LoadedRun) -> dict | None:
+    """The run's AIR cache (features, actions, lengths) from its checkpoint, or None."""
     state = run.state.get("relabeler")
-    if run.spec.run.relabeler.kind == "air" and isinstance(state, dict) and "features" in state:
-        return state
-    return None
+    if run.spec.run.relabeler.kind != "air" or not isinstance(state, dict):
+        return None
+    cache = state.get("cache", state)   # {"cache": {...}, "diagnostics": ...} or the cache itself
+    return cache if isinstance(cache, dict) and "features" in cache else None
+
+
+def _load_air_cache(air, cache: dict) -> None:
+    """Fill a fresh AIR's cache, whichever of the two state layouts its ``state_dict`` uses."""
+    state = air.state_dict()
+    cache = {name: cache[name] for name in ("features", "actions", "lengths")}
+    if state:                      # {"diagnostics": ...} beside an optional "cache"
+        state["cache"] = cache
+    else:                          # the cache's tensors at the top level
+        state = cache
+    air.load_state_dict(state)
 
 
 def choose_tasks(run: LoadedRun, batch: TrajectoryBatch, cache: dict | None, candidates: int
@@ -152,7 +165,7 @@ def choose_tasks(run: LoadedRun, batch: TrajectoryBatch, cache: dict | None, can
     k = max(candidates, batch.num)
     air = AIR(AIR.Params(candidates=k, keep=1, cache=cached + batch.num))
     if cache is not None:
-        air.load_state_dict({name: cache[name] for name in ("features", "actions", "lengths")})
+        _load_air_cache(air, cache)
     chosen = {}
     with torch.no_grad():
         for name, relabeler in (("AIR", air), ("advantage", AdvantageRelabeling(

@@ -201,11 +201,12 @@ class PointReacherView(_PointView):
         ax.set_title("goal * / obstacle X", fontsize=7)
 
     def draw_top_down(self, ax, positions: np.ndarray, task: np.ndarray, ret: float) -> None:
-        """Figure 4 style: one episode's path with its goal (green star) and obstacle (red cross, safety ring)."""
+        """Figure 4 style: one episode's path from the start (hollow circle) with its goal (green star) and
+        obstacle (red cross)."""
         g, o = self.goal(task), self.obstacle(task)
         from matplotlib.patches import Circle
 
-        ax.add_patch(Circle(tuple(o), 0.05, color="#d62728", alpha=0.15))
+        ax.add_patch(Circle(tuple(o), 0.05, color="#d62728", alpha=0.15))   # a halo, for visibility only
         self.draw_path(ax, positions)
         ax.plot(g[0], g[1], "*", ms=12, color="#2ca02c")
         ax.plot(o[0], o[1], "X", ms=9, color="#d62728")
@@ -289,6 +290,7 @@ class CheetahView(View):
         ax.bar(np.arange(len(means)), means, color="#7f7f7f")
         ax.set_xticks(np.arange(len(means)), ["fwd vel", "ctrl cost", "height", "pitch rate"], fontsize=6)
         ax.axhline(0, color="k", lw=0.5)
+        ax.tick_params(labelsize=6)
         ax.set_title("mean reward features; R: " + ", ".join(f"{n} {r:.1f}" for n, _, r in variants), fontsize=6)
 
 
@@ -298,7 +300,7 @@ class DirectionView(View):
     bar_labels = ("theta (deg)",)
     bar_title = "direction"
     DISTANCE = 4.0
-    ARROW = 1.0
+    ARROW = 1.2
 
     def camera(self, physics, height: int, width: int):
         from dm_control.mujoco import engine
@@ -311,14 +313,16 @@ class DirectionView(View):
         return np.asarray(physics.named.data.xpos["torso"], np.float64)
 
     def before_frame(self, physics, camera) -> None:
-        camera.set_pose(self.torso(physics), self.DISTANCE, 135.0, -25.0)
+        # look across the task direction, from above, so that the arrow runs left to right on screen
+        azimuth = math.degrees(float(self.task[0])) + 90.0
+        camera.set_pose(self.torso(physics), self.DISTANCE, azimuth, -35.0)
 
     def decorate(self, physics, scene) -> None:
         x, y, _ = self.torso(physics)
         theta = float(self.task[0])
-        start = np.array([x, y, 0.05])
-        end = start + self.ARROW * np.array([math.cos(theta), math.sin(theta), 0.0])
-        _add_arrow(scene, start, end, 0.06, (1.0, 0.55, 0.0, 0.9))
+        heading = np.array([math.cos(theta), math.sin(theta), 0.0])
+        start = np.array([x, y, 0.05]) + 0.5 * self.ARROW * heading
+        _add_arrow(scene, start, start + self.ARROW * heading, 0.08, (1.0, 0.55, 0.0, 0.9))
 
     def describe(self, task: np.ndarray) -> str:
         return f"direction {math.degrees(task[0]):.0f} deg"
@@ -346,6 +350,7 @@ class DirectionView(View):
 
 class HumanoidView(DirectionView):
     DISTANCE = 5.0
+    ARROW = 1.5
 
 
 class FetchView(View):
@@ -354,12 +359,25 @@ class FetchView(View):
     bar_labels = ("w_dist", "w_energy", "w_safety")
     bar_title = "objective weights w"
 
+    def begin_episode(self, physics, task: np.ndarray) -> None:
+        super().begin_episode(physics, task)
+        self.start = np.asarray(physics.named.data.site_xpos["robot0:grip"], np.float64).copy()
+
     def camera(self, physics, height: int, width: int):
         from dm_control.mujoco import engine
 
-        camera = engine.MovableCamera(physics, height, width)
-        camera.set_pose(np.asarray(physics.named.data.site_xpos["robot0:grip"], np.float64), 1.0, 150.0, -25.0)
+        camera = engine.MovableCamera(physics, height, width, scene_callback=self.decorate)
+        camera.set_pose(self.start, self.DISTANCE, self.AZIMUTH, self.ELEVATION)
         return camera
+
+    DISTANCE, AZIMUTH, ELEVATION = 1.1, 180.0, -30.0
+
+    def decorate(self, physics, scene) -> None:
+        import mujoco
+
+        # translucent halos around the goal (green) and obstacle (blue) sites, placed from z (relative to start)
+        for offset, rgba in ((self.task[2:5], (0.1, 0.8, 0.1, 0.35)), (self.task[5:8], (0.2, 0.3, 1.0, 0.35))):
+            _add_geom(scene, mujoco.mjtGeom.mjGEOM_SPHERE, [0.04, 0, 0], self.start + offset, rgba)
 
     def describe(self, task: np.ndarray) -> str:
         w = PointReacherView.weights(task)
