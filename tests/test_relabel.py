@@ -164,7 +164,7 @@ def test_air_cache_keeps_the_n_most_recent_and_survives_a_checkpoint():
         air.relabel(b, ctx)
     assert len(air) == 5
     expected = torch.cat([b.features for b in batches])[-5:]
-    torch.testing.assert_close(air.state_dict()["features"], expected)
+    torch.testing.assert_close(air.state_dict()["cache"]["features"], expected)
 
     buffer = io.BytesIO()
     torch.save(air.state_dict(), buffer)
@@ -176,6 +176,9 @@ def test_air_cache_keeps_the_n_most_recent_and_survives_a_checkpoint():
     first = air.relabel(nxt, ctx)
     ctx.generator.set_state(state)
     torch.testing.assert_close(restored.relabel(nxt, ctx), first)
+    ours, theirs = air.diagnostics(), restored.diagnostics()   # the epoch's means survive the checkpoint
+    for key in ("relabel/calls", "relabel/percentile", "relabel/original_won"):
+        assert ours[key] == theirs[key]
 
 
 def test_air_batch_larger_than_cache_and_longer_horizon():
@@ -186,7 +189,7 @@ def test_air_batch_larger_than_cache_and_longer_horizon():
     longer = make_batch(torch.rand(2, 30, 2, generator=g), torch.rand(2, 30, 2, generator=g),
                         PointReacherTasks().sample(2, g), torch.tensor([30, 25]))
     assert air.relabel(longer, ctx).shape == (2, 1, 6)
-    assert air.state_dict()["features"].shape == (3, 30, 2)
+    assert air.state_dict()["cache"]["features"].shape == (3, 30, 2)
 
 
 class ScaledReward:

@@ -70,14 +70,15 @@ class AIR(CandidateRelabeler):
         return by_advantage.gather(1, by_percentile), percentiles
 
     def state_dict(self) -> dict[str, Any]:
-        """The cache (tensors only; empty before the first call)."""
-        if self._lengths is None:
-            return {}
-        return {"features": self._features.clone(), "actions": self._actions.clone(),
-                "lengths": self._lengths.clone()}
+        """The diagnostics so far and the cache (tensors only; no cache before the first call)."""
+        state = super().state_dict()
+        if self._lengths is not None:
+            state["cache"] = {"features": self._features.clone(), "actions": self._actions.clone(),
+                              "lengths": self._lengths.clone()}
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state:
-            self._features, self._actions, self._lengths = state["features"], state["actions"], state["lengths"]
-        else:
-            self._features = self._actions = self._lengths = None
+        super().load_state_dict(state)
+        cache = state.get("cache")
+        self._features, self._actions, self._lengths = (
+            (cache["features"], cache["actions"], cache["lengths"]) if cache else (None, None, None))

@@ -40,6 +40,15 @@ class _Diagnostics:
         self._seconds, self._calls, self._sums, self._counts = 0.0, 0, {}, {}
         return out
 
+    def state_dict(self) -> dict[str, Any]:
+        """The figures gathered so far this epoch, so a run resumed mid-epoch reports the same means."""
+        return {"diagnostics": {"seconds": self._seconds, "calls": self._calls,
+                                "sums": {k: v.clone() for k, v in self._sums.items()}, "counts": dict(self._counts)}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        d = state["diagnostics"]
+        self._seconds, self._calls, self._sums, self._counts = d["seconds"], d["calls"], dict(d["sums"]), dict(d["counts"])
+
 
 class TrajectoryRelabeler(_Diagnostics):
     """Base of trajectory-time relabelers: times each call, leaves sampled minibatches alone."""
@@ -69,12 +78,6 @@ class TrajectoryRelabeler(_Diagnostics):
         """Unchanged: relabeling happened when the trajectories were stored."""
         return batch
 
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
-
 
 class SampleTimeRelabeler(_Diagnostics):
     """Base of sample-time relabelers: trajectories are stored under their original task only and each
@@ -103,12 +106,6 @@ class SampleTimeRelabeler(_Diagnostics):
     def rewrite(self, batch: TransitionBatch, ctx: RelabelContext) -> TransitionBatch:
         """Subclasses: the rewritten minibatch."""
         raise NotImplementedError
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
 
 
 def transition_rewards(ctx: RelabelContext, features: torch.Tensor, actions: torch.Tensor,
