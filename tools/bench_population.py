@@ -1,0 +1,90 @@
+"""Population throughput: P seeds trained in one process (batched updates) beside P separate runs.
+
+    MUJOCO_GL=disable python tools/bench_population.py [--sizes 1 4 16] [--families point_reacher cheetah_multi]
+        [--loops 2] [--repeats 1] [--device cpu]
+
+Each configuration runs one short epoch at the family's reference settings (its envs/<family>/none.yaml:
+networks, batch, env steps and gradient steps per loop) after a short warm-up. Aggregate rates are summed
+over members from each run's metrics (epoch wall time: collection plus updates, evaluation excluded).
+The separate runs are P processes started together, as a study's workers would run them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from hindsight.resources import env_asset
+
+
+def overrides(family: str, loops: int, device: str) -> list[str]:
+    warmup = {"point_reacher": 256, "cheetah_multi": 1000}.get(family, 500)
+    return ["logging.wandb.mode=disabled", "logging.progress=false", "train.epochs=1",
+            f"train.loops_per_epoch={loops}", f"train.warmup_steps={warmup}", "eval.episodes=1",
+            f"agent.device={device}", "buffer.capacity=100000"]
+
+
+def launch(family: str, out: Path, extra: list[str]) -> subprocess.Popen:
+    command = [sys.executable, "-m", "hindsight", "run", str(env_asset(family, "none.yaml")), "--out", str(out),
+               "--no-progress"]
+    for item in extra:
+        command += ["--set", item]
+    return subprocess.Popen(command, env={**os.environ, "MUJOCO_GL": "disable"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def rates(metrics_files: list[Path]) -> tuple[float, float]:
+    """Aggregate (env steps/s, updates/s) summed over the runs' single epoch rows."""
+    rows = [json.loads(path.read_text().splitlines()[-1]) for path in metrics_files]
+    return sum(r["train/steps_per_s"] for r in rows), sum(r["train/updates_per_s"] for r in rows)
+
+
+def wait(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        _, stderr = process.communicate()
+        if process.returncode != 0:
+            raise SystemExit(f"a benchmark run failed:\n{stderr[-2000:]}")
+
+
+def measure(family: str, size: int, loops: int, device: str, root: Path) -> dict[str, tuple[float, float]]:
+    base = overrides(family, loops, device)
+    seeds = list(range(size))
+    population_dir = root / f"{family}-pop{size}"
+    wait([launch(family, population_dir, base + [f"seeds={seeds}"])])
+    separate_dirs = [root / f"{family}-sep{size}-{seed}" for seed in seeds]
+    wait([launch(family, d, base + [f"seed={seed}"]) for seed, d in zip(seeds, separate_dirs)])
+    return {"population": rates([population_dir / f"seed{s}" / "metrics.jsonl" for s in seeds]),
+            "separate": rates([d / "metrics.jsonl" for d in separate_dirs])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--families", nargs="+", default=["point_reacher", "cheetah_multi"])
+    parser.add_argument("--loops", type=int, default=2, help="loops in the measured epoch")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    print(f"{'family':<15} {'P':>3} {'pop steps/s':>12} {'sep steps/s':>12} {'pop upd/s':>10} "
+          f"{'sep upd/s':>10} {'ratio':>6}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for family in args.families:
+            for size in args.sizes:
+                results = [measure(family, size, args.loops, args.device, Path(tmp) / f"r{r}")
+                           for r in range(args.repeats)]
+                pop_steps = statistics.median(r["population"][0] for r in results)
+                sep_steps = statistics.median(r["separate"][0] for r in results)
+                pop_updates = statistics.median(r["population"][1] for r in results)
+                sep_updates = statistics.median(r["separate"][1] for r in results)
+                print(f"{family:<15} {size:>3} {pop_steps:>12.1f} {sep_steps:>12.1f} {pop_updates:>10.1f} "
+                      f"{sep_updates:>10.1f} {pop_updates / sep_updates:>6.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
