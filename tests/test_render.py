@@ -193,3 +193,11 @@ def test_point_reacher_view_matches_the_family():
     np.testing.assert_allclose(PointReacherView.goal(z), polar_to_xy(t[2], t[3]).numpy(), atol=1e-6)
     np.testing.assert_allclose(PointReacherView.obstacle(z), polar_to_xy(t[4], t[5]).numpy(), atol=1e-6)
     np.testing.assert_allclose(PointReacherView.weights(z), reacher_weights(t[0], t[1]).numpy(), atol=1e-6)
+
+
+def test_find_pictures_lists_the_default_names(run_dir, tmp_path):
+    from hindsight.render import find_pictures
+
+    assert find_pictures(tmp_path) == []
+    CliRunner().invoke(app, ["relabel-picture", str(run_dir), "--trajectories", "1", "--candidates", "4"])
+    assert run_dir / "relabel.png" in find_pictures(run_dir)

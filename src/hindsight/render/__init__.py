@@ -5,3 +5,15 @@ Modules: ``views`` (per-family cameras, scene markers, task read-outs and drawin
 (checkpoint loading, rollouts with frames, MP4/GIF writers), ``pictures`` (matplotlib figures),
 ``cli`` (the two commands).
 """
+
+from pathlib import Path
+
+# Default file names the commands write into a run directory (no torch or dm_control needed to find them).
+PICTURE_NAMES = ("render.mp4", "render.gif", "render-topdown.png", "relabel.png")
+
+
+def find_pictures(run_dir: str | Path) -> list[Path]:
+    """The pictures and videos ``hindsight render`` / ``relabel-picture`` left in ``run_dir`` under their
+    default names, in the order above (for a study report to link)."""
+    run_dir = Path(run_dir)
+    return [run_dir / name for name in PICTURE_NAMES if (run_dir / name).is_file()]

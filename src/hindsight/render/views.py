@@ -344,6 +344,7 @@ class DirectionView(View):
         ax.set_xlim(-1.15 * scale, 1.15 * scale)
         ax.set_ylim(-1.15 * scale, 1.15 * scale)
         ax.set_aspect("equal")
+        ax.tick_params(labelsize=6)
         ax.legend(fontsize=6, loc="lower left", framealpha=0.7)
         ax.set_title("torso xy path and task directions", fontsize=7)
 
@@ -398,6 +399,7 @@ class FetchView(View):
                     label=f"{name}  R={ret:.2f}")
             ax.plot(task[5], task[6], "X", ms=7, color=color, mfc=color if filled else "none")
         ax.set_aspect("equal")
+        ax.tick_params(labelsize=6)
         ax.legend(fontsize=6, loc="lower left", framealpha=0.7)
         ax.set_title("gripper x-y from start; goal * / obstacle X", fontsize=7)
 
