@@ -70,6 +70,8 @@ def render(run_dir: Path = typer.Argument(..., help="run directory (from hindsig
     if top_down and not view.top_down:
         _fail(f"--top-down: top-down pictures exist for the 2-D point families only, not {run.kind!r}")
     draw_top_down = view.top_down if top_down is None else top_down
+    if not video and not draw_top_down:
+        _fail(f"nothing to write: --no-video, and {run.kind!r} has no top-down picture")
     base = run_dir if checkpoint is None or run_dir.is_dir() else checkpoint.parent
     if out is None:
         out = base / ("render.mp4" if mp4_available() else "render.gif")
