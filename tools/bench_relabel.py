@@ -1,13 +1,15 @@
 """Relabeling cost: time per relabel call of AIR and advantage relabeling, and its share of a training
-iteration, on PointReacher at horizons 20 and 1000 (the env's ``horizon`` parameter).
+iteration, on a registered family (default PointReacher) at horizons 20 and 1000 (the env's ``horizon``
+parameter) with the family's own reward.
 
 Per call: one new trajectory (B = 1), K candidates, AIR's cache already holding N trajectories (filled
-with synthetic ones of the same horizon); median over repeats, wall clock (synchronised on CUDA).
+with synthetic ones of the same horizon: uniform random features, actions and observations); median over
+repeats, wall clock (synchronised on CUDA).
 Share: a real training iteration of Algorithm 1 with the Trainer (collect one episode in dm_control,
 relabel, store every copy, then 100 SAC updates with batch 256), the relabel time read from the
 relabeler's diagnostics.
 
-    python tools/bench_relabel.py [--candidates 100] [--cache 500] [--horizons 20 1000] [--device cpu]
+    python tools/bench_relabel.py [--env point_reacher] [--candidates 100] [--cache 500] [--horizons 20 1000]
 """
 
 from __future__ import annotations
@@ -26,24 +28,25 @@ from hindsight.specs import validate  # noqa: E402
 from hindsight.train.trainer import Trainer  # noqa: E402
 
 
-def synthetic(n: int, horizon: int, tasks, generator: torch.Generator) -> TrajectoryBatch:
-    """n PointReacher-shaped trajectories with random positions and actions."""
+def synthetic(n: int, horizon: int, family, generator: torch.Generator) -> TrajectoryBatch:
+    """n trajectories shaped like the family's, with uniform random entries in [-1, 1]."""
+    def uniform(*shape):
+        return torch.rand(*shape, generator=generator) * 2 - 1
     return TrajectoryBatch(
-        obs=torch.rand(n, horizon + 1, 5, generator=generator) * 2 - 1,
-        actions=torch.rand(n, horizon, 2, generator=generator) * 2 - 1,
-        features=torch.rand(n, horizon, 2, generator=generator) * 2 - 1,
-        rewards=torch.zeros(n, horizon), tasks=tasks.sample(n, generator),
+        obs=uniform(n, horizon + 1, family.obs_dim), actions=uniform(n, horizon, family.action_dim),
+        features=uniform(n, horizon, family.feature_dim), rewards=torch.zeros(n, horizon),
+        tasks=family.task_distribution.sample(n, generator),
         lengths=torch.full((n,), horizon), terminated=torch.zeros(n, dtype=torch.bool))
 
 
 def spec_for(method: str, horizon: int, args) -> dict:
-    """The paper's PointReacher settings at horizon 20, its locomotion settings at longer horizons."""
+    """The paper's SAC settings: PointReacher's at horizon 20, the locomotion ones at longer horizons."""
     short = horizon <= 20
     relabeler = {"kind": method, "candidates": args.candidates}
     if method == "air":
         relabeler["cache"] = args.cache
     return {
-        "seed": 0, "env": {"kind": "point_reacher", "horizon": horizon}, "relabeler": relabeler,
+        "seed": 0, "env": {"kind": args.env, "horizon": horizon}, "relabeler": relabeler,
         "agent": {"kind": "sac", "hidden": [300, 300, 300] if short else [256, 256], "batch_size": 256,
                   "gamma": 0.97 if short else 0.99, "device": args.device},
         "buffer": {"kind": "replay", "capacity": 1_000_000},
@@ -62,14 +65,14 @@ def bench(method: str, horizon: int, args) -> dict[str, float]:
     """Median seconds per relabel call, and the mean relabel share of a training iteration."""
     trainer = Trainer(validate(spec_for(method, horizon, args)))
     relabeler, ctx = trainer.c.relabeler, trainer.ctx
-    tasks = trainer.c.family.task_distribution
+    family = trainer.c.family
     g = torch.Generator().manual_seed(0)
     trainer.warmup()
     if method == "air":
-        relabeler.relabel(synthetic(args.cache, horizon, tasks, g), ctx)
+        relabeler.relabel(synthetic(args.cache, horizon, family, g), ctx)
     calls = []
     for _ in range(args.repeats):
-        batch = synthetic(1, horizon, tasks, g)
+        batch = synthetic(1, horizon, family, g)
         sync(args.device)
         start = time.perf_counter()
         relabeler.relabel(batch, ctx)
@@ -91,6 +94,7 @@ def bench(method: str, horizon: int, args) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="point_reacher", help="a registered env family (its own reward)")
     parser.add_argument("--candidates", type=int, default=100, help="K")
     parser.add_argument("--cache", type=int, default=500, help="AIR's N")
     parser.add_argument("--horizons", type=int, nargs="+", default=[20, 1000])
@@ -100,7 +104,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
-    print(f"K={args.candidates}, AIR N={args.cache}, B=1 per call, device {args.device}, "
+    print(f"{args.env}: K={args.candidates}, AIR N={args.cache}, B=1 per call, device {args.device}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     print(f"{'method':<10}{'horizon':>8}{'ms / relabel call':>20}{'s / iteration':>16}{'relabel share':>15}")
     for horizon in args.horizons:
