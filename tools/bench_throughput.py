@@ -8,11 +8,17 @@
    the paired ratios. Both run with the same torch thread count (``--threads``).
 2. Achieved GFLOP/s of our update (matmul FLOPs counted by torch's FlopCounterMode, over the measured
    update time) beside the best of square float32 matmuls measured on this machine, alternating.
-3. With AIR (K = 100, N = 500): the share of training wall time spent relabeling; HIPI-RL's training
-   time against AIR's for the same loops.
+3. With AIR (K = 100, N = 500): the share of training wall time spent relabeling, at the bench's
+   settings and under each family's shipped ``envs/<family>/air.yaml``; HIPI-RL's training time per
+   loop against AIR's at the bench's settings.
 
     python tools/bench_throughput.py [--families point_reacher cheetah_multi] [--repeats 5]
-        [--steps 200] [--threads 1] [--cheetah-horizon 100] [--compile] [--skip-sb3] [--skip-relabel]
+        [--steps 200] [--threads 1] [--device cpu] [--cheetah-horizon 100] [--compile] [--skip-sb3]
+        [--skip-relabel] [--relabel-loops 5] [--hipi-loops 1]
+
+On a GPU (updates/s at batch 256, eager and compiled, no SB3 or relabeling):
+
+    python tools/bench_throughput.py --device cuda --compile --families point_reacher --skip-sb3 --skip-relabel
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import argparse
 import os
 import statistics
 import time
+from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "disable")
 
@@ -28,9 +35,10 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from hindsight.registry import REGISTRY  # noqa: E402
-from hindsight.specs import validate  # noqa: E402
+from hindsight.specs import load_spec, validate  # noqa: E402
 from hindsight.train.trainer import Trainer  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 HIDDEN = [256, 256]
 BATCH = 256
 LR = 3e-4
@@ -53,7 +61,8 @@ def our_trainer(family: str, args, relabeler: dict | None = None, agent: dict | 
     spec = validate({
         "name": f"bench-{family}", "seed": 0, "env": {"kind": family, **env_params(family, args)},
         "relabeler": relabeler or {"kind": "none"},
-        "agent": {"kind": "sac", "hidden": HIDDEN, "batch_size": BATCH, "lr": LR, "gamma": GAMMA, **(agent or {})},
+        "agent": {"kind": "sac", "hidden": HIDDEN, "batch_size": BATCH, "lr": LR, "gamma": GAMMA,
+                  "device": args.device, **(agent or {})},
         "buffer": {"kind": "replay", "capacity": 200_000},
         "train": {"epochs": 1, "episodes_per_loop": 1, "updates_per_loop": horizon,
                   "warmup_steps": args.warmup},
@@ -83,7 +92,7 @@ def sb3_model(family: str, args):
     env = GymnasiumAdapter(family, env_params=env_params(family, args), seed=0)
     model = SB3SAC("MlpPolicy", env, learning_rate=LR, buffer_size=200_000, learning_starts=args.warmup,
                    batch_size=BATCH, tau=5e-3, gamma=GAMMA, train_freq=1, gradient_steps=1,
-                   policy_kwargs={"net_arch": HIDDEN}, seed=0, device="cpu", verbose=0)
+                   policy_kwargs={"net_arch": HIDDEN}, seed=0, device=args.device, verbose=0)
     model.learn(args.warmup)  # uniform random actions until learning_starts, as our warm-up
     return model
 
@@ -132,43 +141,62 @@ def throughput(args) -> None:
               + "".join(f"{ratios[name]:>22.2f}" for name in ratios))
 
 
-def _timed(fn, n: int) -> float:
-    """Seconds per call of fn over n calls."""
+def _sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, n: int, device: str) -> float:
+    """Seconds per call of fn over n calls (queued GPU work included)."""
+    _sync(device)
     start = time.perf_counter()
     for _ in range(n):
         fn()
+    _sync(device)
     return (time.perf_counter() - start) / n
 
 
-def matmul_gflops(size: int, n: int) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_gflops(size: int, n: int, device: str) -> float:
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     a @ b
-    return 2 * size ** 3 / _timed(lambda: a @ b, n) / 1e9
+    return 2 * size ** 3 / _timed(lambda: a @ b, n, device) / 1e9
 
 
 def flop_rate(args) -> None:
+    flops = None
+    for compiled in [False, True] if args.compile else [False]:
+        flops = update_flop_rate(args, compiled, flops)
+
+
+def update_flop_rate(args, compiled: bool, flops: int | None) -> int:
+    """Print updates/s and GFLOP/s of our update beside the matmul ceiling; return the update's FLOPs
+    (counted once, eagerly: compiling keeps the math)."""
     family = args.families[0]
-    trainer = our_trainer(family, args)
+    trainer = our_trainer(family, args, agent={"compile": compiled})
     trainer.warmup()
     agent, buffer = trainer.c.agent, trainer.c.buffer
     gen, update_gen = trainer.gen["buffer"], trainer.gen["update"]
     batch = buffer.sample(BATCH, gen)
     for _ in range(5):
         agent.update(batch, update_gen)
-    with FlopCounterMode(display=False) as counter:
-        agent.update(batch, update_gen)
-    flops = counter.get_total_flops()
+    if flops is None:
+        with FlopCounterMode(display=False) as counter:
+            agent.update(batch, update_gen)
+        flops = counter.get_total_flops()
     update_rates, ceilings = [], []
     for _ in range(args.repeats):
-        seconds = _timed(lambda: agent.update(buffer.sample(BATCH, gen), update_gen), 50)
+        seconds = _timed(lambda: agent.update(buffer.sample(BATCH, gen), update_gen), 50, args.device)
         update_rates.append((1 / seconds, flops / seconds / 1e9))
-        ceilings.append(max(matmul_gflops(s, m) for s, m in ((256, 400), (512, 60), (1024, 10))))
+        sizes = ((256, 400), (512, 60), (1024, 10)) if args.device == "cpu" else ((1024, 100), (4096, 20), (8192, 5))
+        ceilings.append(max(matmul_gflops(s, m, args.device) for s, m in sizes))
     ups = statistics.median(u for u, _ in update_rates)
     rate = statistics.median(g for _, g in update_rates)
     ceiling = statistics.median(ceilings)
-    print(f"== update FLOP rate ({family}, batch {BATCH}, {HIDDEN} nets, threads {args.threads}) ==")
+    print(f"== update FLOP rate ({family}, batch {BATCH}, {HIDDEN} nets, {args.device}, threads {args.threads}, "
+          f"{'compiled' if compiled else 'eager'}) ==")
     print(f"update: {flops / 1e6:.0f} MFLOP (matmuls), {ups:.1f} updates/s, {rate:.1f} GFLOP/s; "
-          f"matmul ceiling {ceiling:.1f} GFLOP/s; {rate / ceiling:.0%} of ceiling")
+          f"matmul ceiling {ceiling:.1f} GFLOP/s; {rate / ceiling:.0%} of ceiling", flush=True)
+    return flops
 
 
 def relabel_overhead(args) -> None:
@@ -197,6 +225,31 @@ def relabel_overhead(args) -> None:
             print(f"{family:<16}HIPI / AIR training time per loop: {per_loop['hipi'] / per_loop['air']:.2f}x")
 
 
+def reference_relabel(args) -> None:
+    """AIR's share of training time under each family's shipped AIR spec (envs/<family>/air.yaml)."""
+    print(f"== relabel overhead under the shipped AIR specs, {args.relabel_loops} loops ==")
+    for family in args.families:
+        path = ROOT / "envs" / family / "air.yaml"
+        if not path.exists():
+            continue
+        spec = load_spec(path, ["logging.wandb.mode=disabled", "logging.progress=false"])
+        trainer = Trainer(spec)
+        torch.set_num_threads(args.threads)
+        trainer.warmup()
+        trainer.c.relabeler.diagnostics()
+        train = spec.run.train
+        start = time.perf_counter()
+        for _ in range(args.relabel_loops):
+            trainer.collect_and_store()
+            trainer.update(train.updates_per_loop)
+        wall = time.perf_counter() - start
+        spent = trainer.c.relabeler.diagnostics()["relabel/seconds"]
+        params = spec.params["relabeler"]
+        print(f"{family:<16}air (K={params.candidates}, N={params.cache}), {train.episodes_per_loop} episode(s) of "
+              f"{trainer.c.family.horizon} steps + {train.updates_per_loop} updates per loop: "
+              f"{wall / args.relabel_loops:.2f} s per loop, relabeling {spent / wall:.2%} of it", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", nargs="+", default=["point_reacher", "cheetah_multi"])
@@ -204,6 +257,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="env steps per repeat and library")
     parser.add_argument("--warmup", type=int, default=1000, help="env steps of random actions before training")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads, both libraries")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N], both libraries")
     parser.add_argument("--cheetah-horizon", type=int, default=100)
     parser.add_argument("--relabel-loops", type=int, default=5, help="loops timed with AIR")
     parser.add_argument("--hipi-loops", type=int, default=1, help="loops timed with HIPI (slow)")
@@ -216,6 +270,7 @@ def main() -> None:
     flop_rate(args)
     if not args.skip_relabel:
         relabel_overhead(args)
+        reference_relabel(args)
 
 
 if __name__ == "__main__":

@@ -116,6 +116,8 @@ class SAC:
 
     def _noise(self, shape: tuple[int, ...], generators: list[torch.Generator | None]) -> torch.Tensor:
         """Standard normal noise [len(generators), *shape], member p's drawn from ``generators[p]``."""
+        if len(generators) == 1:  # the same draws as below, without the stack
+            return torch.randn((1, *shape), generator=generators[0], device=self.device)
         return torch.stack([torch.randn(shape, generator=g, device=self.device) for g in generators])
 
     def _critic(self, obs, actions, tasks, target=False, member: int | None = None) -> torch.Tensor:
