@@ -267,23 +267,22 @@ def test_her_replaces_only_the_goal_with_a_reached_position():
     assert (distance.min(-1).values < 1e-5).all()
 
 
-def transitions(n: int, seed: int) -> TransitionBatch:
-    g = torch.Generator().manual_seed(seed)
-    return TransitionBatch(obs=torch.rand(n, 5, generator=g), actions=torch.rand(n, 2, generator=g) * 2 - 1,
-                           next_obs=torch.rand(n, 5, generator=g), features=torch.rand(n, 2, generator=g) * 2 - 1,
-                           tasks=PointReacherTasks().sample(n, g), rewards=torch.zeros(n),
-                           terminated=(torch.rand(n, generator=g) < 0.2).float(), truncated=torch.zeros(n))
-
-
 def rewards_of(batch: TransitionBatch) -> torch.Tensor:
     return PointReacherReward().reward(batch.features[:, None], batch.actions[:, None], batch.tasks[:, None])[:, 0, 0]
 
 
+def transitions(n: int, seed: int) -> TransitionBatch:
+    """n random PointReacher transitions, each rewarded under its own task."""
+    g = torch.Generator().manual_seed(seed)
+    batch = TransitionBatch(obs=torch.rand(n, 5, generator=g), actions=torch.rand(n, 2, generator=g) * 2 - 1,
+                            next_obs=torch.rand(n, 5, generator=g), features=torch.rand(n, 2, generator=g) * 2 - 1,
+                            tasks=PointReacherTasks().sample(n, g), rewards=torch.zeros(n),
+                            terminated=(torch.rand(n, generator=g) < 0.2).float(), truncated=torch.zeros(n))
+    return attrs.evolve(batch, rewards=rewards_of(batch))
+
+
 def test_continual_random_replaces_the_fraction_and_recomputes_rewards():
     batch = transitions(50, seed=0)
-    batch = TransitionBatch(**{**{f: getattr(batch, f) for f in ("obs", "actions", "next_obs", "features",
-                                                                   "tasks", "terminated", "truncated")},
-                               "rewards": rewards_of(batch)})
     relabeler = ContinualRandom()
     assert relabeler.relabel(random_batch(2, 0), reacher_ctx(None, 0)).shape == (2, 0, 6)
     out = relabeler.relabel_batch(batch, reacher_ctx(None, 0))
@@ -305,6 +304,12 @@ def test_hipi_draws_batch_tasks_with_consistent_rewards():
     diagnostics = relabeler.diagnostics()
     assert 0.0 <= diagnostics["relabel/hipi_entropy"] <= math.log(32) + 1e-5
     assert diagnostics["relabel/original_won"] < 0.5
+
+    capped = HIPI(HIPI.Params(relabel_prob=1.0, candidates=4))
+    out = capped.relabel_batch(batch, ctx)
+    assert len({tuple(t) for t in out.tasks.tolist()}) <= 4
+    torch.testing.assert_close(out.rewards, rewards_of(out))
+    assert capped.diagnostics()["relabel/hipi_entropy"] <= math.log(4) + 1e-5
 
 
 def test_hipi_prefers_the_task_a_transition_is_best_for():

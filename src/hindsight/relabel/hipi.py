@@ -1,10 +1,11 @@
 """HIPI-RL (Eysenbach et al. 2020): soft relabeling of each sampled minibatch by approximate inverse RL.
 
-For a minibatch of N transitions whose N tasks are the candidates,
-logits[i, j] = r(s_i, a_i | z_j) - log pi(a_i | s_i, z_j) + gamma (1 - done_i) Q(s'_i, a'_ij, z_j)
+For a minibatch of N transitions and C candidate tasks z_j taken from the minibatch's own tasks (all N
+by default), logits[i, j] = r(s_i, a_i | z_j) - log pi(a_i | s_i, z_j) + gamma (1 - done_i) Q(s'_i, a'_ij, z_j)
 with a'_ij ~ pi(. | s'_i, z_j). Each task's column is normalised over the batch by its log partition
 function (a logsumexp over i); each row then draws its task from the categorical over j. With
-probability ``relabel_prob`` a row takes that draw, otherwise it keeps its own task.
+probability ``relabel_prob`` a row takes that draw, otherwise it keeps its own task. The cost is N x C
+policy and critic evaluations per minibatch.
 """
 
 from __future__ import annotations
@@ -18,21 +19,22 @@ from hindsight.protocols import RelabelContext
 from hindsight.relabel.basic import SampleTimeRelabeler, transition_rewards
 
 
-def hipi_logits(batch: TransitionBatch, ctx: RelabelContext) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unnormalised logits [N, N] (row i: transition, column j: task z_j) and the rewards [N, N]."""
-    N = batch.num
-    tasks = batch.tasks[None].expand(N, N, -1)                                     # [i, j, Z]
-    rewards = transition_rewards(ctx, batch.features, batch.actions, tasks)        # [N, N]
-    flat_tasks = tasks.reshape(N * N, -1)
+def hipi_logits(batch: TransitionBatch, candidates: torch.Tensor,
+                ctx: RelabelContext) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unnormalised logits [N, C] (row i: transition, column j: candidate z_j of [C, Z]) and rewards [N, C]."""
+    N, C = batch.num, candidates.shape[0]
+    tasks = candidates[None].expand(N, C, -1)                                     # [i, j, Z]
+    rewards = transition_rewards(ctx, batch.features, batch.actions, tasks)       # [N, C]
+    flat_tasks = tasks.reshape(N * C, -1)
 
-    def pairs(x: torch.Tensor) -> torch.Tensor:  # [N, D] -> [N * N, D], row i repeated for every j
-        return x[:, None].expand(N, N, x.shape[-1]).reshape(N * N, -1)
+    def pairs(x: torch.Tensor) -> torch.Tensor:  # [N, D] -> [N * C, D], row i repeated for every j
+        return x[:, None].expand(N, C, x.shape[-1]).reshape(N * C, -1)
 
     agent = ctx.agent
-    log_pi = agent.log_prob(pairs(batch.obs), pairs(batch.actions), flat_tasks).view(N, N)
+    log_pi = agent.log_prob(pairs(batch.obs), pairs(batch.actions), flat_tasks).view(N, C)
     next_obs = pairs(batch.next_obs)
     next_actions = agent.act(next_obs, flat_tasks, deterministic=False, generator=ctx.generator)
-    next_q = agent.q(next_obs, next_actions, flat_tasks).view(N, N)
+    next_q = agent.q(next_obs, next_actions, flat_tasks).view(N, C)
     logits = rewards - log_pi + agent.gamma * (1.0 - batch.terminated)[:, None] * next_q
     return logits, rewards
 
@@ -43,16 +45,22 @@ class HIPI(SampleTimeRelabeler):
     class Params(SampleTimeRelabeler.Params):
         relabel_prob: float = Field(default=0.5, ge=0, le=1,
                                     description="chance a row takes its drawn task instead of keeping its own")
+        candidates: int | None = Field(default=None, ge=1,
+                                       description="C: the minibatch's tasks used as candidates, drawn at random "
+                                                   "without replacement (default: all of them)")
 
     def rewrite(self, batch: TransitionBatch, ctx: RelabelContext) -> TransitionBatch:
-        N, device = batch.num, batch.tasks.device
-        logits, rewards = hipi_logits(batch, ctx)
-        normalised = logits - logits.logsumexp(0, keepdim=True)                     # per task over the batch
-        log_q = normalised.log_softmax(1)                                          # relabel distribution per row
-        drawn = torch.multinomial(log_q.exp(), 1, generator=ctx.generator).to(device)[:, 0]   # [N]
-        take = torch.rand(N, generator=ctx.generator, device=ctx.generator.device).to(device) < self.params.relabel_prob
+        N, device, gen = batch.num, batch.tasks.device, ctx.generator
         own = torch.arange(N, device=device)
-        chosen = torch.where(take, drawn, own)
+        if self.params.candidates is None or self.params.candidates >= N:
+            picked = own
+        else:
+            picked = torch.randperm(N, generator=gen, device=gen.device)[: self.params.candidates].to(device)
+        logits, rewards = hipi_logits(batch, batch.tasks[picked], ctx)              # [N, C]
+        log_q = (logits - logits.logsumexp(0, keepdim=True)).log_softmax(1)       # relabel distribution per row
+        drawn = torch.multinomial(log_q.exp(), 1, generator=gen).to(device)[:, 0]  # [N] candidate column
+        take = torch.rand(N, generator=gen, device=gen.device).to(device) < self.params.relabel_prob
         self.record("hipi_entropy", -(log_q.exp() * log_q).sum(1).mean())
-        self.record("original_won", (chosen == own).float().mean())
-        return attrs.evolve(batch, tasks=batch.tasks[chosen], rewards=rewards[own, chosen])
+        self.record("original_won", (~take | (picked[drawn] == own)).float().mean())
+        return attrs.evolve(batch, tasks=torch.where(take[:, None], batch.tasks[picked[drawn]], batch.tasks),
+                            rewards=torch.where(take, rewards[own, drawn], batch.rewards))
