@@ -73,14 +73,15 @@ def our_trainer(family: str, args, relabeler: dict | None = None, agent: dict | 
     return trainer
 
 
-def train_ours(trainer: Trainer, steps: int) -> float:
-    """Train for at least ``steps`` env steps (whole loops); env steps/s."""
+def train_ours(trainer: Trainer, steps: int) -> tuple[float, float]:
+    """Train for at least ``steps`` env steps (whole loops); env steps per wall second and per CPU second."""
     updates = trainer.spec.run.train.updates_per_loop
-    start, before = time.perf_counter(), trainer.env_steps
+    start, cpu, before = time.perf_counter(), time.process_time(), trainer.env_steps
     while trainer.env_steps - before < steps:
         trainer.collect_and_store()
         trainer.update(updates)
-    return (trainer.env_steps - before) / (time.perf_counter() - start)
+    done = trainer.env_steps - before
+    return done / (time.perf_counter() - start), done / (time.process_time() - cpu)
 
 
 def sb3_model(family: str, args):
@@ -97,10 +98,10 @@ def sb3_model(family: str, args):
     return model
 
 
-def train_sb3(model, steps: int) -> float:
-    start = time.perf_counter()
+def train_sb3(model, steps: int) -> tuple[float, float]:
+    start, cpu = time.perf_counter(), time.process_time()
     model.learn(steps, reset_num_timesteps=False)
-    return steps / (time.perf_counter() - start)
+    return steps / (time.perf_counter() - start), steps / (time.process_time() - cpu)
 
 
 def throughput(args) -> None:
@@ -126,19 +127,33 @@ def throughput(args) -> None:
             torch.set_num_threads(args.threads)
             print(f"  {family} {name}: set up and warmed up in {time.perf_counter() - start:.1f} s", flush=True)
         rates: dict[str, list[float]] = {name: [] for name in names}
+        cpu_rates: dict[str, list[float]] = {name: [] for name in names}
         for r in range(args.repeats):
             for name in names if r % 2 == 0 else names[::-1]:
-                rates[name].append(runners[name]())
-            print(f"  {family} repeat {r}: " + ", ".join(f"{n} {v[-1]:.1f}" for n, v in rates.items()), flush=True)
-        medians = {name: statistics.median(v) for name, v in rates.items()}
-        ratios = {name: statistics.median(a / b for a, b in zip(rates[name], rates["sb3"]))
-                  for name in names if name != "sb3" and "sb3" in rates}
-        rows.append((family, medians, ratios))
-    print(f"{'family':<16}" + "".join(f"{name:>14}" for name in names) + "".join(
-        f"{name + ' / sb3':>22}" for name in names if name != "sb3" and "sb3" in names))
-    for family, medians, ratios in rows:
-        print(f"{family:<16}" + "".join(f"{medians[name]:>14.1f}" for name in names)
-              + "".join(f"{ratios[name]:>22.2f}" for name in ratios))
+                wall, cpu = runners[name]()
+                rates[name].append(wall)
+                cpu_rates[name].append(cpu)
+            print(f"  {family} repeat {r}: " + ", ".join(
+                f"{n} {rates[n][-1]:.1f} ({cpu_rates[n][-1]:.1f} per CPU s)" for n in names), flush=True)
+        rows.append((family, *(summarise(v, names) for v in (rates, cpu_rates))))
+    others = [name for name in names if name != "sb3" and "sb3" in names]
+    header = f"{'family':<16}{'clock':<6}" + "".join(f"{name:>14}" for name in names) + "".join(
+        f"{name + ' / sb3':>20}" for name in others)
+    print(header)
+    for family, *clocks in rows:
+        for clock, (medians, ratios) in zip(("wall", "cpu"), clocks):
+            print(f"{family:<16}{clock:<6}" + "".join(f"{medians[name]:>14.1f}" for name in names)
+                  + "".join(f"{ratios[name]:>20.2f}" for name in others))
+    print("wall: env steps per second of wall time; cpu: per second of this process's CPU time (robust to "
+          "other processes sharing the cores); ratios are medians of the per-repeat ratios")
+
+
+def summarise(rates: dict[str, list[float]], names: list[str]) -> tuple[dict[str, float], dict[str, float]]:
+    """Median rate of each name, and the median per-repeat ratio of each to sb3."""
+    medians = {name: statistics.median(v) for name, v in rates.items()}
+    ratios = {name: statistics.median(a / b for a, b in zip(rates[name], rates["sb3"]))
+              for name in names if name != "sb3" and "sb3" in rates}
+    return medians, ratios
 
 
 def _sync(device: str) -> None:
@@ -146,20 +161,21 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def _timed(fn, n: int, device: str) -> float:
-    """Seconds per call of fn over n calls (queued GPU work included)."""
+def _timed(fn, n: int, device: str) -> tuple[float, float]:
+    """Wall and process-CPU seconds per call of fn over n calls (queued GPU work included)."""
     _sync(device)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(n):
         fn()
     _sync(device)
-    return (time.perf_counter() - start) / n
+    return (time.perf_counter() - start) / n, (time.process_time() - cpu) / n
 
 
-def matmul_gflops(size: int, n: int, device: str) -> float:
+def matmul_gflops(size: int, n: int, device: str) -> tuple[float, float]:
+    """GFLOP/s of a square float32 matmul per wall second and per CPU second."""
     a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     a @ b
-    return 2 * size ** 3 / _timed(lambda: a @ b, n, device) / 1e9
+    return tuple(2 * size ** 3 / t / 1e9 for t in _timed(lambda: a @ b, n, device))
 
 
 def flop_rate(args) -> None:
@@ -183,19 +199,20 @@ def update_flop_rate(args, compiled: bool, flops: int | None) -> int:
         with FlopCounterMode(display=False) as counter:
             agent.update(batch, update_gen)
         flops = counter.get_total_flops()
-    update_rates, ceilings = [], []
+    walls, cpus, ceilings = [], [], []
+    sizes = ((256, 400), (512, 60), (1024, 10)) if args.device == "cpu" else ((1024, 100), (4096, 20), (8192, 5))
     for _ in range(args.repeats):
-        seconds = _timed(lambda: agent.update(buffer.sample(BATCH, gen), update_gen), 50, args.device)
-        update_rates.append((1 / seconds, flops / seconds / 1e9))
-        sizes = ((256, 400), (512, 60), (1024, 10)) if args.device == "cpu" else ((1024, 100), (4096, 20), (8192, 5))
-        ceilings.append(max(matmul_gflops(s, m, args.device) for s, m in sizes))
-    ups = statistics.median(u for u, _ in update_rates)
-    rate = statistics.median(g for _, g in update_rates)
-    ceiling = statistics.median(ceilings)
+        walls_cpus = _timed(lambda: agent.update(buffer.sample(BATCH, gen), update_gen), 50, args.device)
+        walls.append(walls_cpus[0])
+        cpus.append(walls_cpus[1])
+        ceilings.append([max(rates) for rates in zip(*(matmul_gflops(s, m, args.device) for s, m in sizes))])
     print(f"== update FLOP rate ({family}, batch {BATCH}, {HIDDEN} nets, {args.device}, threads {args.threads}, "
           f"{'compiled' if compiled else 'eager'}) ==")
-    print(f"update: {flops / 1e6:.0f} MFLOP (matmuls), {ups:.1f} updates/s, {rate:.1f} GFLOP/s; "
-          f"matmul ceiling {ceiling:.1f} GFLOP/s; {rate / ceiling:.0%} of ceiling", flush=True)
+    print(f"update: {flops / 1e6:.0f} MFLOP (matmuls)")
+    for clock, seconds, ceiling in (("wall", walls, [c[0] for c in ceilings]), ("cpu", cpus, [c[1] for c in ceilings])):
+        per_update, top = statistics.median(seconds), statistics.median(ceiling)
+        print(f"  per {clock} second: {1 / per_update:.1f} updates/s, {flops / per_update / 1e9:.1f} GFLOP/s; "
+              f"matmul ceiling {top:.1f} GFLOP/s; {flops / per_update / 1e9 / top:.0%} of ceiling", flush=True)
     return flops
 
 
