@@ -42,7 +42,8 @@ def make_batch(features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tenso
     return TrajectoryBatch(
         obs=obs if obs is not None else torch.zeros(B, steps + 1, 5), actions=actions, features=features,
         rewards=torch.zeros(B, steps), tasks=tasks,
-        lengths=lengths if lengths is not None else torch.full((B,), steps), terminated=torch.zeros(B, dtype=torch.bool))
+        lengths=lengths if lengths is not None else torch.full((B,), steps),
+        terminated=torch.zeros(B, dtype=torch.bool))
 
 
 class MeanReturnAgent:

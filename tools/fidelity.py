@@ -209,7 +209,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     agent, horizon = load_policy(args)
-    family, reward, task_dist = PointReacher(PointReacher.Params(horizon=horizon)), PointReacherReward(), PointReacherTasks()
+    family = PointReacher(PointReacher.Params(horizon=horizon))
+    reward, task_dist = PointReacherReward(), PointReacherTasks()
     tasks = task_dist.sample(args.tasks, torch.Generator().manual_seed(args.seed))
     decoys = task_dist.sample(args.tasks, torch.Generator().manual_seed(args.seed + 2))
     if isinstance(agent, ScriptedReacher):  # plan the rollouts and every candidate the relabelers will draw at once

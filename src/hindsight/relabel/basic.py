@@ -47,7 +47,8 @@ class _Diagnostics:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         d = state["diagnostics"]
-        self._seconds, self._calls, self._sums, self._counts = d["seconds"], d["calls"], dict(d["sums"]), dict(d["counts"])
+        self._seconds, self._calls = d["seconds"], d["calls"]
+        self._sums, self._counts = dict(d["sums"]), dict(d["counts"])
 
 
 class TrajectoryRelabeler(_Diagnostics):
