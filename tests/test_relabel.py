@@ -240,6 +240,38 @@ def test_air_ties_are_broken_by_advantage():
     assert diagnostics["relabel/calls"] == 1
 
 
+def test_air_matches_a_brute_force_ranking():
+    """Percentiles among the 6 most recent trajectories (3 older ones, then the batch's 3), computed one
+    candidate and one trajectory at a time; keep the 3 best by (percentile, advantage)."""
+    agent = small_sac()
+    ctx = reacher_ctx(agent, 0)
+    air = AIR(AIR.Params(cache=6, candidates=20, keep=3))
+    older = random_batch(5, seed=1, lengths=torch.tensor([20, 20, 9, 20, 4]))
+    air.relabel(older, ctx)
+    batch = random_batch(3, seed=2, lengths=torch.tensor([20, 15, 20]))
+    state = ctx.generator.get_state()
+    kept = air.relabel(batch, ctx)
+    ctx.generator.set_state(state)
+    candidates = torch.cat([batch.tasks, PointReacherTasks().sample(17, ctx.generator)])
+    reward = PointReacherReward()
+
+    def ret(features, actions, length, task):
+        r = reward.reward(features[None, :length], actions[None, :length], task[None, None])[0, 0]
+        return float((r * GAMMA ** torch.arange(length)).sum())
+
+    cache = [(older.features[i], older.actions[i], int(older.lengths[i])) for i in (2, 3, 4)]
+    cache += [(batch.features[i], batch.actions[i], int(batch.lengths[i])) for i in range(3)]
+    values = agent.value(batch.obs[:, 0], candidates[None].expand(3, 20, -1))
+    for b in range(3):
+        keys = []
+        for k, task in enumerate(candidates):
+            mine = ret(batch.features[b], batch.actions[b], int(batch.lengths[b]), task)
+            percentile = sum(ret(f, a, n, task) <= mine + 1e-6 for f, a, n in cache) / len(cache)
+            keys.append((percentile, mine - float(values[b, k]), k))
+        best = [k for _, _, k in sorted(keys, reverse=True)[:3]]
+        torch.testing.assert_close(kept[b], candidates[best])
+
+
 def test_batch_percentiles():
     reference = torch.tensor([[1.0, 3.0], [2.0, 2.0], [3.0, 1.0], [4.0, 0.0]])   # [N=4, K=2]
     scores = torch.tensor([[2.0, 2.0], [0.0, 5.0]])
