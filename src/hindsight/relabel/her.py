@@ -1,8 +1,10 @@
 """Hindsight experience replay, future strategy, at trajectory level.
 
 Each of the m copies keeps z but replaces its goal part by the goal reached at a step drawn uniformly
-from the trajectory's valid steps (every step lies in the future of the start state the copy's
-value is learnt from). Needs a family whose task distribution declares a goal part.
+from the trajectory's valid steps. The buffer stores whole trajectories under one task, so unlike
+per-transition HER the copy also holds the steps after that goal was reached (their rewards are
+recomputed for the new goal like every other step). Needs a family whose task distribution declares a
+goal part.
 """
 
 from __future__ import annotations
