@@ -49,8 +49,8 @@ def run_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def egl():
-    probe = ("from dm_control import mujoco; "
-             "mujoco.Physics.from_xml_string(\"<mujoco><worldbody><geom size='1'/></worldbody></mujoco>\").render(16, 16)")
+    probe = ("from dm_control import mujoco; mujoco.Physics.from_xml_string("
+             "\"<mujoco><worldbody><geom size='1'/></worldbody></mujoco>\").render(16, 16)")
     result = subprocess.run([sys.executable, "-c", probe], env=RENDER_ENV, capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
         pytest.skip(f"EGL rendering unavailable: {result.stderr.strip().splitlines()[-1:]}")
@@ -201,3 +201,20 @@ def test_find_pictures_lists_the_default_names(run_dir, tmp_path):
     assert find_pictures(tmp_path) == []
     CliRunner().invoke(app, ["relabel-picture", str(run_dir), "--trajectories", "1", "--candidates", "4"])
     assert run_dir / "relabel.png" in find_pictures(run_dir)
+
+
+def test_render_cheetah_named_camera_and_no_top_down(egl, tmp_path):
+    spec = copy.deepcopy(TINY)
+    spec.update(env={"kind": "cheetah_multi", "horizon": 10}, relabeler={"kind": "none"})
+    spec["train"].update(warmup_steps=20)
+    execute(validate(spec), tmp_path / "cheetah")
+    out = tmp_path / "cheetah.gif"
+    result = hindsight("render", str(tmp_path / "cheetah"), "--tasks", "2", "--max-steps", "4", "--out", str(out),
+                       "--size", "64x48")
+    assert result.returncode == 0, result.stderr
+    frames = gif_frames(out)
+    assert len(frames) == 2 * 5 and frames[0].shape == (48, 64, 3)
+    assert_not_blank(frames[0], frames[-1])
+    assert not (tmp_path / "cheetah-topdown.png").exists()
+    refused = CliRunner().invoke(app, ["render", str(tmp_path / "cheetah"), "--top-down", "--no-video"])
+    assert refused.exit_code == 2 and "2-D point families only" in refused.output

@@ -112,7 +112,8 @@ def relabel_picture(run_dir: Path = typer.Argument(..., help="run directory (fro
                     trajectories: int = typer.Option(4, "--trajectories", min=1, max=12,
                                                      help="number of trajectories drawn"),
                     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint",
-                                                              help="checkpoint to load (default RUN_DIR/checkpoint.pt)"),
+                                                              help="checkpoint to load "
+                                                                   "(default RUN_DIR/checkpoint.pt)"),
                     out: Optional[Path] = typer.Option(None, "--out",
                                                        help="picture file (.png, .pdf or .svg; default "
                                                             "RUN_DIR/relabel.png)"),
