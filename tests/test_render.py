@@ -218,3 +218,20 @@ def test_render_cheetah_named_camera_and_no_top_down(egl, tmp_path):
     assert not (tmp_path / "cheetah-topdown.png").exists()
     refused = CliRunner().invoke(app, ["render", str(tmp_path / "cheetah"), "--top-down", "--no-video"])
     assert refused.exit_code == 2 and "2-D point families only" in refused.output
+
+
+def test_population_member_directories(tmp_path):
+    spec = copy.deepcopy(TINY)
+    spec["seeds"] = [0, 1]
+    spec.pop("seed")
+    execute(validate(spec), tmp_path / "pop")
+    whole = CliRunner().invoke(app, ["render", str(tmp_path / "pop"), "--no-video"])
+    assert whole.exit_code == 2 and "name one member's directory" in whole.output
+    member = tmp_path / "pop" / "seed1"
+    result = CliRunner().invoke(app, ["render", str(member), "--tasks", "2", "--no-video"])
+    assert result.exit_code == 0, result.output
+    assert (member / "render-topdown.png").is_file()
+    result = CliRunner().invoke(app, ["relabel-picture", str(member), "--trajectories", "2", "--candidates", "4"])
+    assert result.exit_code == 0 and "stored" in result.output, result.output
+    run = load_run(member)
+    assert run.seed == 1 and run.state["epoch"] == 1

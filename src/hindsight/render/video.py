@@ -75,9 +75,17 @@ def _check_family(kind: str | None, source: Path) -> None:
         raise RenderError(f"env family {kind!r} cannot be rendered (supported: {supported()})")
 
 
+def _member_seed(run_dir: Path) -> int | None:
+    """S for a population member's directory ``seed<S>``, else None."""
+    name = run_dir.name
+    return int(name[4:]) if name.startswith("seed") and name[4:].isdigit() else None
+
+
 def load_run(run_dir: Path, checkpoint: Path | None = None) -> LoadedRun:
     """Rebuild a run's env family, reward family and agent from its checkpoint (weights loaded, CPU).
 
+    A population member's directory ``RUN_DIR/seed<S>`` is read from the population checkpoint
+    ``RUN_DIR/checkpoint.pt`` (the member's agent, buffer and relabeler state).
     Raises RenderError for a missing run directory or checkpoint, an unsupported family or an unreadable
     checkpoint.
     """
@@ -93,13 +101,17 @@ def load_run(run_dir: Path, checkpoint: Path | None = None) -> LoadedRun:
             raise RenderError(f"{spec_file}: not YAML ({str(exc).splitlines()[0]})") from None
         _check_family(_family_kind(raw), spec_file)
     path = checkpoint if checkpoint is not None else run_dir / "checkpoint.pt"
+    member_seed = _member_seed(run_dir)
+    if checkpoint is None and not path.is_file() and member_seed is not None \
+            and (run_dir.parent / "checkpoint.pt").is_file():
+        path = run_dir.parent / "checkpoint.pt"   # a population member: the population's checkpoint
     if not path.is_file():
         raise RenderError(f"{path}: no checkpoint file (train the run first, or name one with --checkpoint)")
 
     from hindsight.registry import RegistryError
-    from hindsight.seeding import make_generator
     from hindsight.specs import SpecError, validate
     from hindsight.train.checkpoint import CheckpointError, load_safe
+    from hindsight.train.trainer import build_agent
 
     try:
         state = load_safe(path)
@@ -116,15 +128,22 @@ def load_run(run_dir: Path, checkpoint: Path | None = None) -> LoadedRun:
         spec = validate(raw)
     except (SpecError, RegistryError) as exc:
         raise RenderError(f"{path}: its spec no longer validates: {exc}") from None
+    seeds = getattr(spec.run, "seeds", None)
+    population = bool(seeds) and "members" in state
+    if population and (member_seed is None or member_seed not in seeds):
+        raise RenderError(f"{path}: a population of seeds {list(seeds)}; name one member's directory, "
+                          f"e.g. {path.parent / f'seed{seeds[0]}'}")
     family = spec.component("env")(spec.params["env"])
     reward = spec.component("reward")(spec.params["reward"])
-    agent = spec.component("agent")(spec.params["agent"], obs_dim=family.obs_dim, action_dim=family.action_dim,
-                                    task_dim=family.task_distribution.task_dim,
-                                    generator=make_generator(spec.run.seed, "agent/init"))
     try:
+        agent = build_agent(spec, family, list(seeds) if population else [spec.run.seed])
         agent.load_state_dict(state["agent"])
-    except (RuntimeError, KeyError, ValueError) as exc:
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
         raise RenderError(f"{path}: the agent's weights do not fit its spec ({str(exc).splitlines()[0]})") from None
+    if population:
+        index = list(seeds).index(member_seed)
+        agent, spec = agent.member(index), spec.member(member_seed)
+        state = {**state["members"][index], "spec": spec.to_dict()}
     return LoadedRun(kind, spec, family, reward, agent, state, path)
 
 
