@@ -180,7 +180,13 @@ def test_changed_or_partial_runs_are_not_finished(tmp_path):
     spec, run_dir = run.spec.to_dict(), tmp_path / "run"
     fake_finished_run(spec, run_dir)
     assert runner.is_finished(run_dir, spec)
-    assert not runner.is_finished(run_dir, {**spec, "train": {**spec["train"], "epochs": 3}})
+    assert runner.unfinished_reason(run_dir, {**spec, "train": {**spec["train"], "epochs": 3}}) == (
+        "stopped after epoch 2 of 3")
+    assert runner.unfinished_reason(run_dir, {**spec, "agent": {**spec["agent"], "lr": 0.1}}) == (
+        "its spec.yaml differs from the study's spec at agent.lr")
+    # a worker running a newer hindsight may add defaulted parameters: still the same run
+    fake_finished_run({**spec, "agent": {**spec["agent"], "new_param": 1}}, run_dir)
+    assert runner.is_finished(run_dir, spec)
     fake_finished_run(spec, run_dir, epochs=1)
     assert not runner.is_finished(run_dir, spec)
     with (run_dir / "metrics.jsonl").open("a") as f:

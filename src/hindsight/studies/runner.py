@@ -23,18 +23,40 @@ from hindsight.studies.layout import (CHECKPOINT_FILE, ERROR_FILE, LOG_FILE, MAN
 from hindsight.studies.spec import PlannedRun, Study
 
 
-def is_finished(run_dir: Path, spec: dict[str, Any]) -> bool:
-    """Whether ``run_dir`` holds a completed run of exactly ``spec``: same spec, checkpoint, last epoch logged."""
-    spec_file, checkpoint = run_dir / SPEC_FILE, run_dir / CHECKPOINT_FILE
-    if not (spec_file.is_file() and checkpoint.is_file()):
-        return False
-    try:
-        if yaml.safe_load(spec_file.read_text()) != spec:
-            return False
-    except yaml.YAMLError:
-        return False
+def _first_difference(saved: Any, spec: Any, path: str = "") -> str | None:
+    """The first dotted path where ``saved`` disagrees with ``spec``; fields only ``saved`` has are ignored
+    (a newer hindsight in a worker may fill in parameters this process does not know)."""
+    if not isinstance(spec, dict):
+        return None if saved == spec else path or "<spec>"
+    if not isinstance(saved, dict):
+        return path or "<spec>"
+    for key, value in spec.items():
+        where = f"{path}.{key}" if path else str(key)
+        found = _first_difference(saved[key], value, where) if key in saved else where
+        if found:
+            return found
+    return None
+
+
+def unfinished_reason(run_dir: Path, spec: dict[str, Any]) -> str | None:
+    """Why ``run_dir`` does not hold a completed run of ``spec`` (None when it does)."""
     rows = read_metrics(run_dir / METRICS_FILE)
-    return bool(rows) and rows[-1].get("epoch", 0) >= spec["train"]["epochs"]
+    epoch, epochs = (rows[-1].get("epoch", 0) if rows else 0), spec["train"]["epochs"]
+    if epoch < epochs:
+        return f"stopped after epoch {epoch} of {epochs}"
+    if not (run_dir / CHECKPOINT_FILE).is_file():
+        return f"no {CHECKPOINT_FILE}"
+    try:
+        saved = yaml.safe_load((run_dir / SPEC_FILE).read_text())
+    except (OSError, yaml.YAMLError):
+        return f"no readable {SPEC_FILE}"
+    where = _first_difference(saved, spec)
+    return None if where is None else f"its {SPEC_FILE} differs from the study's spec at {where}"
+
+
+def is_finished(run_dir: Path, spec: dict[str, Any]) -> bool:
+    """Whether ``run_dir`` holds a completed run of ``spec``: all epochs logged, a checkpoint, the same spec."""
+    return unfinished_reason(run_dir, spec) is None
 
 
 @contextlib.contextmanager
@@ -325,13 +347,14 @@ def run_study(study: Study, runs: list[PlannedRun], out: Path, backend: str = "l
 
 def _settle(status: RunStatus, run_dir: Path, crash: str | None) -> None:
     """Mark an ended run done or failed; a run that died without writing error.txt gets one."""
-    if is_finished(run_dir, status.run.spec.to_dict()):
+    reason = unfinished_reason(run_dir, status.run.spec.to_dict())
+    if reason is None:
         status.state = "done"
         return
     status.state = "failed"
     error_file = run_dir / ERROR_FILE
     if crash is not None or not error_file.is_file():
-        message = crash or "the run ended without finishing its last epoch"
+        message = crash or f"the run ended unfinished: {reason}"
         run_dir.mkdir(parents=True, exist_ok=True)
         error_file.write_text(message + "\n")
         status.error = message
