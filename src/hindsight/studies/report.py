@@ -132,7 +132,7 @@ def plot(results: list[MethodResult], path_stem: Path) -> list[Path]:
             ax.fill_between(r.steps, r.low, r.high, color=colors[r.method], alpha=0.2, linewidth=0)
         seeds = sorted({r.seeds for r in members})
         count = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
-        ax.set_title(f"{family} ({count} seeds per method)")
+        ax.set_title(f"{family} ({count} seed{'' if count == '1' else 's'} per method)")
         ax.set_xlabel("environment steps")
         ax.set_ylabel("eval return")
         ax.grid(alpha=0.3)
