@@ -194,3 +194,10 @@ def test_compiled_update_matches_eager():
     torch.testing.assert_close(m1["critic_loss"], m2["critic_loss"], rtol=1e-4, atol=1e-5)
     for a, b in zip(eager.critic.parameters(), compiled.critic.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_keep_freed_memory_is_harmless_to_call_again():
+    from hindsight.agents.host import keep_freed_memory
+
+    assert keep_freed_memory() in (True, False)
+    make_agent(keep_freed_memory=True).update(make_batch(), torch.Generator().manual_seed(0))

@@ -5,7 +5,8 @@
    batch 256, one gradient step per env step, the same learning rate and discount, after the same
    warm-up of uniform random actions. Each repeat trains ours then SB3 (order swapped every other
    repeat) for the same number of env steps; the table shows medians over repeats and the median of
-   the paired ratios. Both run with the same torch thread count (``--threads``).
+   the paired ratios. Both run in this one process, so with the same torch thread count (``--threads``)
+   and the same heap policy (our agent applies ``agent.keep_freed_memory`` when built, before SB3 runs).
 2. Achieved GFLOP/s of our update (matmul FLOPs counted by torch's FlopCounterMode, over the measured
    update time) beside the best of square float32 matmuls measured on this machine, alternating.
 3. With AIR (K = 100, N = 500): the share of training wall time spent relabeling, at the bench's
@@ -105,8 +106,8 @@ def train_sb3(model, steps: int) -> tuple[float, float]:
 
 
 def throughput(args) -> None:
-    print(f"== training throughput (env steps/s), {args.repeats} repeats of {args.steps} env steps, "
-          f"torch threads {args.threads} for both ==")
+    print(f"== training throughput (env steps/s), {args.repeats} repeats of {args.steps} env steps; one process, "
+          f"so both run with torch threads {args.threads} and the heap policy agent.keep_freed_memory sets ==")
     names = ["ours"] + (["ours+compile"] if args.compile else []) + ([] if args.skip_sb3 else ["sb3"])
     rows = []
     for family in args.families:

@@ -1,0 +1,27 @@
+"""Process-wide host settings that pay for CPU updates of small networks."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory in the heap instead of returning it to the OS.
+
+    An update allocates and frees tensors of a few hundred KB many times; by default glibc trims the
+    heap top (brk) or unmaps such blocks on free, so every step pays system calls and page faults to
+    get them back (about 15% of a 256x256 SAC update's CPU time on a 2-core Xeon). Freed memory stays
+    with the process: up to 1 GiB at the heap top, blocks below 32 MiB from the heap. Returns False
+    where glibc's ``mallopt`` is unavailable (other C libraries, other systems), changing nothing.
+    """
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    settings = ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 1 << 30), (_M_TOP_PAD, 64 << 20))
+    return all(mallopt(option, value) == 1 for option, value in settings)
