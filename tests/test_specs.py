@@ -39,7 +39,7 @@ def test_valid_spec_resolves_defaults(tiny_spec):
     ("agent.gamma=.nan", "agent.gamma: must be a finite number"),
     ("agent.colour=red", "agent.colour: unknown field"),
     ("relabeler.kind=nonee", "relabeler.kind: unknown relabeler 'nonee'; did you mean 'none'?"),
-    ("env.kind=point_reacherr", "env.kind: unknown env 'point_reacherr'; did you mean 'point_reacher'?"),
+    ("env.kind=point_reacherr", "env.kind: unknown env 'point_reacherr'; did you mean 'point_reacher'"),
     ("logging.wandb.mode=sometimes", "logging.wandb.mode: Input should be 'offline', 'online' or 'disabled'"),
     ("seed=-3", "seed: Input should be greater than or equal to 0"),
 ])
