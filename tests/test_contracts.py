@@ -123,3 +123,24 @@ def test_buffer_contract(name):
     restored.load_state_dict(roundtrip(buffer.state_dict()))
     again = restored.sample(500, torch.Generator().manual_seed(0))
     torch.testing.assert_close(again.obs, sample.obs)
+
+
+@pytest.mark.parametrize("name", ENVS)
+def test_batched_scoring_equals_the_environments_step_rewards(name):
+    """The collector's deferred, batched rewards equal what the dm_env returned step by step."""
+    from hindsight.train.collector import Collector
+    from hindsight.train.trainer import make_envs
+
+    env_cls = REGISTRY.get("env", name)
+    family = env_cls(env_cls.Params(horizon=12))
+    reward_cls = REGISTRY.get("reward", env_cls.default_reward)
+    reward = reward_cls(reward_cls.Params())
+    tasks = family.task_distribution.sample(3, torch.Generator().manual_seed(0))
+
+    def policy(obs, z):
+        return torch.sin(obs.sum(-1, keepdim=True) + torch.arange(family.action_dim))  # deterministic, varied
+
+    per_step = Collector(make_envs(family, reward, 0, "contract", 3), family.horizon).collect(policy, tasks)
+    batched = Collector(make_envs(family, reward, 0, "contract", 3), family.horizon, reward).collect(policy, tasks)
+    torch.testing.assert_close(batched.features, per_step.features)
+    torch.testing.assert_close(batched.rewards, per_step.rewards, atol=1e-5, rtol=1e-5)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Callable
 
+import attrs
 import numpy as np
 import torch
 
 from hindsight.batches import TrajectoryBatch
+from hindsight.protocols import RewardFamily
 from hindsight.train import faults
 
 # actions [B, A] from observations [B, O] and tasks [B, Z]
@@ -20,11 +22,16 @@ class Collector:
     Args:
         envs: B dm_env environments of one family (their ``task.set_task`` sets z).
         horizon: the family's episode length T (an upper bound: terminals end episodes early).
+        reward: if given, steps are scored by this reward family in one call per batch after the
+            episodes (the environments' per-step reward is switched off); else the envs' rewards are kept.
     """
 
-    def __init__(self, envs: list, horizon: int):
+    def __init__(self, envs: list, horizon: int, reward: RewardFamily | None = None):
         self.envs = envs
         self.horizon = horizon
+        self.reward = reward
+        for env in envs if reward is not None else ():
+            env.task.defer_rewards = True  # scored below in one batched call instead of once per step
         first = envs[0].observation_spec()
         self.obs_dim = first["observations"].shape[0]
         self.feature_dim = first["features"].shape[0]
@@ -75,8 +82,12 @@ class Collector:
                 break
         lengths[running] = T  # cut by our horizon without the env ending (only if T < the env's limit)
         T_used = int(lengths.max())
-        return TrajectoryBatch(
+        batch = TrajectoryBatch(
             obs=torch.from_numpy(obs[:, : T_used + 1]), actions=torch.from_numpy(actions[:, :T_used]),
             features=torch.from_numpy(features[:, :T_used]), rewards=torch.from_numpy(rewards[:, :T_used]),
             tasks=tasks_cpu.float(), lengths=torch.from_numpy(lengths), terminated=torch.from_numpy(terminated),
         )
+        if self.reward is None:
+            return batch
+        scored = self.reward.reward(batch.features, batch.actions, batch.tasks[:, None])[:, 0]
+        return attrs.evolve(batch, rewards=scored * batch.mask)

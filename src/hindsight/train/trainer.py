@@ -117,9 +117,10 @@ class Trainer:
         device = getattr(self.c.agent, "device", torch.device("cpu"))
         family = self.c.family
         self.collector = Collector(make_envs(family, self.c.reward, seed, "env/train", train.episodes_per_loop),
-                                   family.horizon)
+                                   family.horizon, self.c.reward)
         self.evaluator = Evaluator(
-            Collector(make_envs(family, self.c.reward, seed, "env/eval", self._eval_episodes()), family.horizon),
+            Collector(make_envs(family, self.c.reward, seed, "env/eval", self._eval_episodes()), family.horizon,
+                      self.c.reward),
             family.task_distribution, make_generator(seed, "eval/tasks"))
         self.gen = {
             "tasks": make_generator(seed, "tasks/train"),
