@@ -267,7 +267,6 @@ def test_local_backend_trains_in_a_spawned_worker(tmp_path):
     assert (tmp_path / "out" / "runs" / "seed=3" / "log.txt").is_file()
 
 
-@pytest.mark.slow
 def test_local_study_end_to_end(tmp_path):
     """2 methods x 2 seeds in spawned workers; one run fails at run time, the rest finish; a re-run skips them."""
     path = write_study(tmp_path)
