@@ -61,8 +61,9 @@ class SAC:
         device: str = Field(default="cpu", description="cpu, cuda or cuda:N")
         threads: int | None = Field(
             default=1, ge=1, description="torch intra-op threads on CPU (process-wide; None keeps torch's "
-            "setting). One by default: updates of small networks gain little from more and lose much when "
-            "the cores are shared")
+            "setting). One by default: on a 2-core machine shared with other processes, 2 threads made "
+            "updates 10-20x slower (OpenMP spin-waiting); with the machine to itself, 2 threads trained "
+            "about 1.35x faster, so set 2 (or None) on a dedicated machine")
         keep_freed_memory: bool = Field(
             default=True, description="on CPU: ask glibc to keep freed memory in the heap (process-wide, see "
             "hindsight.agents.host); saved 10-25% of the CPU time of a 256x256 update on a 2-core Xeon")
