@@ -103,67 +103,6 @@ class PointReacherReward:
         return weights[:, :, 0] * distance + weights[:, :, 1] * energy + weights[:, :, 2] * safety
 
 
-class PointReacherTasks:
-    """u ~ U(0, 0.25), v ~ U(0.5, 1), theta_g, theta_o ~ U(-pi, pi), r_g, r_o ~ U(0.15, 0.30)."""
-
-    task_dim = 6
-    LOW = torch.tensor([0.0, 0.5, -math.pi, 0.15, -math.pi, 0.15])
-    HIGH = torch.tensor([0.25, 1.0, math.pi, 0.30, math.pi, 0.30])
-
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """[n, 6] tasks drawn uniformly from the box above."""
-        u = torch.rand(n, self.task_dim, generator=generator, device=generator.device)
-        low, high = self.LOW.to(u.device), self.HIGH.to(u.device)
-        return low + (high - low) * u
-
-    def eval_tasks(self) -> None:
-        """None: evaluation draws fresh tasks each episode."""
-        return None
-
-    def goal_part(self) -> GoalPart:
-        """The goal is (theta_g, r_g): the polar coordinates of a reached position."""
-        def from_features(features: torch.Tensor) -> torch.Tensor:
-            x, y = features[..., 0], features[..., 1]
-            return torch.stack([torch.atan2(y, x), torch.hypot(x, y)], -1)
-        return GoalPart(task_slice=slice(2, 4), from_features=from_features)
-
-
-class PointReacherReward:
-    """Goal distance, energy and obstacle safety weighted by the task's unit weight vector."""
-
-    env_features = "point_position"
-    feature_dim = 2
-    task_dim = 6
-
-    class Params(Params):
-        distance: Literal["dense", "sparse"] = Field(
-            default="dense", description="dense: 0.2 - |p - g|; sparse: scale * exp(-|p - g|^2 / 0.08^2)")
-        sparse_scale: float = Field(default=1.0, gt=0)
-
-    def __init__(self, params: "PointReacherReward.Params | None" = None):
-        self.params = params or self.Params()
-
-    def terms(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
-        """The three unweighted terms (distance, energy, safety) [B, K, T, 3] for features [B, T, 2],
-        actions [B, T, 2], tasks [B, K, 6]."""
-        p = features[:, None, :, :2]                                   # [B, 1, T, 2]
-        goal = polar_to_xy(tasks[..., 2], tasks[..., 3])[:, :, None]  # [B, K, 1, 2]
-        obstacle = polar_to_xy(tasks[..., 4], tasks[..., 5])[:, :, None]
-        goal_dist = torch.linalg.vector_norm(p - goal, dim=-1)         # [B, K, T]
-        if self.params.distance == "dense":
-            distance = 0.2 - goal_dist
-        else:
-            distance = self.params.sparse_scale * torch.exp(-goal_dist.square() / 0.08 ** 2)
-        energy = -torch.linalg.vector_norm(actions, dim=-1)[:, None].expand_as(distance)
-        safety = torch.log10(torch.linalg.vector_norm(p - obstacle, dim=-1) + 0.01) / 5
-        return torch.stack([distance, energy, safety], -1)
-
-    def reward(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
-        """[B, K, T] rewards for features [B, T, 2], actions [B, T, 2], tasks [B, K, 6]."""
-        weights = reacher_weights(tasks[..., 0], tasks[..., 1])[:, :, None]  # [B, K, 1, 3]
-        return (self.terms(features, actions, tasks) * weights).sum(-1)
-
-
 class PointReacherTask(MultiTaskTask):
     """The dm_control task: reference point dynamics on MuJoCo, observation (x, y, vx, vy, t/H)."""
 
