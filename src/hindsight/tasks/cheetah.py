@@ -29,6 +29,7 @@ CONTROL_DT = 0.05
 CONTROL_COST = 0.1
 RESET_POSITION_NOISE = 0.1
 RESET_VELOCITY_NOISE = 0.1
+TOTAL_MASS = 14.0  # kg, the suite model's settotalmass
 FRONT_THIGH_GEAR = 120.0
 ROOTX, ROOTZ, ROOTY = 0, 1, 2  # the torso's joints, first in qpos and qvel
 EVAL_SEED = 2020  # the shipped eval set is ``CheetahTasks().sample(25, torch.Generator().manual_seed(EVAL_SEED))``
@@ -101,6 +102,22 @@ class CheetahTask(MultiTaskTask):
         return np.array([forward, control, qpos[ROOTZ], qvel[ROOTY]])
 
 
+def cheetah_model() -> mj.MjModel:
+    """dm_control's cheetah with the paper's front-thigh gear.
+
+    The suite XML sets the total mass with the compiler attribute ``settotalmass``, which MuJoCo 3.17
+    deprecates (with a warning at every compile); the same total mass is applied after compiling instead,
+    giving identical masses, inertias and dynamics.
+    """
+    xml, assets = suite_cheetah.get_model_and_assets()
+    xml = xml.replace(b'<compiler settotalmass="14"/>', b"")
+    model = mj.MjModel.from_xml_string(xml, assets)
+    mj.mj_setTotalmass(model, TOTAL_MASS)
+    mj.mj_setConst(model, mj.MjData(model))
+    model.actuator("fthigh").gear[0] = FRONT_THIGH_GEAR
+    return model
+
+
 class CheetahMulti(EnvFamily):
     """dm_control's planar cheetah with a 4-objective task: velocity, energy, height, pitch rate (horizon 1000)."""
 
@@ -118,8 +135,7 @@ class CheetahMulti(EnvFamily):
         self.params = params or self.Params()
         self.horizon = self.params.horizon
         self.task_distribution = CheetahTasks()
-        self._model = mj.MjModel.from_xml_string(*suite_cheetah.get_model_and_assets())
-        self._model.actuator("fthigh").gear[0] = FRONT_THIGH_GEAR
+        self._model = cheetah_model()
 
     def make_env(self, reward, seed: int):
         physics = physics_from_model(self._model)
