@@ -31,7 +31,7 @@ def study(study_file: Path = typer.Argument(..., help="study spec (YAML): a base
     from hindsight.registry import RegistryError
     from hindsight.specs import SpecError
     from hindsight.studies.layout import RUNS_DIR
-    from hindsight.studies.runner import initial_statuses, run_study, status_table
+    from hindsight.studies.runner import BackendError, initial_statuses, run_study, status_table
     from hindsight.studies.spec import expand, load_study
 
     if address is not None and backend is not Backend.ray:
@@ -54,6 +54,8 @@ def study(study_file: Path = typer.Argument(..., help="study spec (YAML): a base
         return
     try:
         statuses = run_study(plan, runs, out, backend.value, workers, address, console)
+    except BackendError as exc:
+        fail(str(exc))
     except OSError as exc:
         fail(f"{out}: {exc.strerror or exc}")
     except KeyboardInterrupt:

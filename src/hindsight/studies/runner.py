@@ -116,6 +116,10 @@ def _process_main(spec: dict[str, Any], run_dir: str, threads: int) -> None:
     sys.exit(0 if train_run(spec, run_dir, threads) is None else 1)
 
 
+class BackendError(Exception):
+    """A backend cannot start; the message is meant for the user."""
+
+
 class LocalBackend:
     """Each run in its own spawned process, so a crash (even a segfault) takes down only that run."""
 
@@ -152,13 +156,18 @@ class RayBackend:
     """
 
     def __init__(self, workers: int, address: str | None):
-        import ray
-
+        try:
+            import ray
+        except ImportError:
+            raise BackendError("the ray backend needs Ray: pip install 'hindsight[ray]'") from None
         self._ray = ray
         self._owns = not ray.is_initialized()
         if self._owns:
-            ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
-                     log_to_driver=False)
+            try:
+                ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
+                         log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise BackendError(f"cannot start Ray{f' at {address}' if address else ''}: {exc}") from None
         self.threads = 1
         options: dict[str, Any] = {"num_cpus": 1, "max_calls": 1, "max_retries": 0}
         if address and "MUJOCO_GL" in os.environ:  # a local Ray inherits our environment; a cluster does not
