@@ -127,11 +127,19 @@ class FakeBackend:
     def __init__(self):
         self.started = []
 
-    def start(self, spec, run_dir):
+    def start(self, spec, run_dir, members=None):
         self.started.append(run_dir.name)
         if spec["agent"]["lr"] == 0.5:
             return {"crash": True, "polls": 0}
-        fake_finished_run(spec, run_dir)
+        if members is None:
+            fake_finished_run(spec, run_dir)
+        else:   # a population: its checkpoint in run_dir, each member's files in its own run directory
+            run_dir.mkdir(parents=True)
+            (run_dir / "checkpoint.pt").write_bytes(b"fake")
+            for seed, member in zip(spec["seeds"], members):
+                fake_finished_run({**spec, "seed": seed, "seeds": None}, member)
+                (member / "checkpoint.pt").unlink()
+                (member / "population.json").write_text(json.dumps({"population": f"../../populations/{run_dir.name}"}))
         return {"crash": False, "polls": 0}
 
     def poll(self, handle):
@@ -175,6 +183,35 @@ def test_scheduler_records_failures_and_skips_finished_runs(tmp_path, monkeypatc
     assert sum(s.state == "skipped" for s in statuses) == 4
 
 
+def test_scheduler_packs_seeds_into_populations(tmp_path, monkeypatch):
+    """--population 2: the seeds of each configuration in pairs, seed by seed; a lone seed runs plain."""
+    backend = FakeBackend()
+    monkeypatch.setattr(runner, "make_backend", lambda *args: backend)
+    study = load_study(write_study(tmp_path, grid={**GRID, "seed": [0, 1, 2], "agent.lr": [0.003, 0.5]}))
+    runs = expand(study)
+    out = tmp_path / "out"
+    statuses = runner.run_study(study, runs, out, workers=2, poll_s=0, population=2)
+    assert backend.started == [
+        "relabeler.kind=none,agent.lr=0.003,seed=0+1", "relabeler.kind=none,agent.lr=0.5,seed=0+1",
+        "relabeler.kind=random,agent.lr=0.003,seed=0+1", "relabeler.kind=random,agent.lr=0.5,seed=0+1",
+        "relabeler.kind=none,seed=2,agent.lr=0.003", "relabeler.kind=none,seed=2,agent.lr=0.5",
+        "relabeler.kind=random,seed=2,agent.lr=0.003", "relabeler.kind=random,seed=2,agent.lr=0.5"]
+    status = {r["id"]: r for r in json.loads((out / "status.json").read_text())["runs"]}
+    assert [r["state"] for r in status.values()].count("done") == 6
+    # a crashed population fails each of its members with the crash
+    crashed = status["relabeler.kind=none,seed=1,agent.lr=0.5"]
+    assert crashed["state"] == "failed" and "exit code -11" in crashed["error"]
+    assert crashed["population"] == "relabeler.kind=none,agent.lr=0.5,seed=0+1"
+    assert "exit code -11" in (out / "runs" / "relabeler.kind=none,seed=0,agent.lr=0.5" / "error.txt").read_text()
+    assert status["relabeler.kind=none,seed=2,agent.lr=0.003"]["population"] is None
+    # members finish through their population's checkpoint; the unfinished ones are packed again
+    backend.started.clear()
+    statuses = runner.run_study(study, runs, out, workers=2, poll_s=0, population=2)
+    assert sum(s.state == "skipped" for s in statuses) == 6
+    assert backend.started == ["relabeler.kind=none,agent.lr=0.5,seed=0+1", "relabeler.kind=random,agent.lr=0.5,seed=0+1",
+                               "relabeler.kind=none,seed=2,agent.lr=0.5", "relabeler.kind=random,seed=2,agent.lr=0.5"]
+
+
 def test_changed_or_partial_runs_are_not_finished(tmp_path):
     run = expand(load_study(write_study(tmp_path)))[0]
     spec, run_dir = run.spec.to_dict(), tmp_path / "run"
@@ -216,6 +253,31 @@ def test_train_run_resumes_or_restarts(tmp_path):
     restarted = layout.read_metrics(run_dir / "metrics.jsonl")
     assert [r["epoch"] for r in restarted] == [1, 2] and restarted[0] != first[0]
     assert runner.is_finished(run_dir, spec("train.epochs=2", "agent.lr=0.01"))
+
+
+def test_train_run_population_resumes_into_member_dirs(tmp_path):
+    """A population job writes each member's run directory and continues from its checkpoint."""
+    def plan(*overrides):
+        study = load_study(write_study(tmp_path, grid={"seed": [0, 1]}), list(overrides))
+        statuses = [runner.RunStatus(run) for run in expand(study)]
+        (job,) = runner.plan_jobs(statuses, tmp_path / "out", population=2)
+        return job, [s.run for s in statuses]
+
+    job, runs = plan("train.epochs=1")
+    assert job.id == "seed=0+1" and job.spec["seeds"] == [0, 1] and job.members[1].name == "seed=1"
+    members = [str(m) for m in job.members]
+    assert runner.train_run(job.spec, str(job.directory), 1, members) is None
+    first = layout.read_metrics(job.members[1] / "metrics.jsonl")
+    job, runs = plan("train.epochs=2")
+    assert not runner.is_finished(job.members[0], runs[0].spec.to_dict())
+    assert runner.train_run(job.spec, str(job.directory), 1, members) is None
+    for run, member in zip(runs, job.members):
+        rows = layout.read_metrics(member / "metrics.jsonl")
+        assert [r["epoch"] for r in rows] == [1, 2]
+        assert yaml.safe_load((member / "spec.yaml").read_text())["seed"] == run.seed
+        assert runner.is_finished(member, run.spec.to_dict()) and not (member / "checkpoint.pt").exists()
+    assert layout.read_metrics(job.members[1] / "metrics.jsonl")[0] == first[0]
+    assert (job.directory / "checkpoint.pt").is_file() and (job.directory / "log.txt").is_file()
 
 
 # ----- the report -----
@@ -294,15 +356,62 @@ def test_local_study_end_to_end(tmp_path):
     assert (out / "report" / "curves.svg").is_file() and (out / "report" / "results.csv").is_file()
 
 
+def test_local_study_in_populations(tmp_path):
+    """2 methods x 2 seeds as two populations of 2; a failing population fails both its runs; the runs'
+    files are where a plain study puts them, so a re-run skips them and the report reads them."""
+    path = write_study(tmp_path)
+    out = tmp_path / "out"
+    blocked = out / "runs" / "relabeler.kind=random,seed=1"
+    (blocked / "metrics.jsonl").mkdir(parents=True)   # the second population cannot write a member's metrics
+    cli = CliRunner()
+    first = cli.invoke(app, ["study", str(path), "--out", str(out), "--population", "2"])
+    assert first.exit_code == 1, first.output
+    status = {r["id"]: r for r in json.loads((out / "status.json").read_text())["runs"]}
+    assert [r["state"] for r in status.values()] == ["done", "done", "failed", "failed"]
+    assert all("IsADirectoryError" in r["error"] for r in status.values() if r["state"] == "failed")
+    assert (out / "runs" / "relabeler.kind=random,seed=0" / "error.txt").is_file()
+    assert all(r["env_steps"] == 60 and r["eval_return"] is not None for r in status.values() if r["state"] == "done")
+    assert {r["population"] for r in status.values()} == {"relabeler.kind=none,seed=0+1", "relabeler.kind=random,seed=0+1"}
+    for seed in (0, 1):
+        run_dir = out / "runs" / f"relabeler.kind=none,seed={seed}"
+        assert {p.name for p in run_dir.iterdir()} == {"spec.yaml", "metrics.jsonl", "population.json"}
+        saved = yaml.safe_load((run_dir / "spec.yaml").read_text())
+        assert saved["seed"] == seed and saved["seeds"] is None and saved["relabeler"]["kind"] == "none"
+    assert (out / "populations" / "relabeler.kind=none,seed=0+1" / "checkpoint.pt").is_file()
+
+    shutil.rmtree(blocked / "metrics.jsonl")
+    second = cli.invoke(app, ["study", str(path), "--out", str(out), "--population", "2"])
+    assert second.exit_code == 0, second.output
+    states = [r["state"] for r in json.loads((out / "status.json").read_text())["runs"]]
+    assert states == ["skipped", "skipped", "done", "done"]
+    assert cli.invoke(app, ["study", str(path), "--out", str(out)]).output.count("skipped") == 4
+    assert cli.invoke(app, ["report", str(out)]).exit_code == 0
+    rows = {r["method"]: r for r in csv.DictReader((out / "report" / "results.csv").open())}
+    assert rows["none"]["seeds"] == rows["random"]["seeds"] == "2"
+
+
+def test_population_from_the_study_file(tmp_path):
+    path = write_study(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**data, "population": 2}))
+    study = load_study(path)
+    assert study.population == 2 and study.to_dict()["population"] == 2
+    dry = CliRunner().invoke(app, ["study", str(path), "--dry-run", "--out", str(tmp_path / "out")])
+    assert "4 runs in" in dry.output and "(4 runs in 2 populations)" in dry.output, dry.output
+    dry = CliRunner().invoke(app, ["study", str(path), "--dry-run", "--population", "1", "--out", str(tmp_path / "o")])
+    assert "populations" not in dry.output, dry.output
+
+
 @pytest.mark.slow
-def test_ray_study_end_to_end(tmp_path):
-    """The same tiny study as Ray tasks on a local Ray instance."""
+@pytest.mark.parametrize("population", [1, 2])
+def test_ray_study_end_to_end(tmp_path, population):
+    """The same tiny study as Ray tasks on a local Ray instance (runs alone, or seeds in pairs)."""
     ray = pytest.importorskip("ray")
     study = load_study(write_study(tmp_path))
     runs = expand(study)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        statuses = runner.run_study(study, runs, tmp_path / "out", backend="ray", workers=2)
+        statuses = runner.run_study(study, runs, tmp_path / "out", backend="ray", workers=2, population=population)
     finally:
         ray.shutdown()
     assert [s.state for s in statuses] == ["done"] * 4, [s.error for s in statuses]

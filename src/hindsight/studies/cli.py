@@ -19,7 +19,10 @@ class Backend(str, Enum):
 
 def study(study_file: Path = typer.Argument(..., help="study spec (YAML): a base run spec plus a grid"),
           backend: Backend = typer.Option(Backend.local, help="local: worker processes here; ray: Ray tasks"),
-          workers: int = typer.Option(2, min=1, help="runs at once"),
+          workers: int = typer.Option(2, min=1, help="jobs (runs or populations) at once"),
+          population: Optional[int] = typer.Option(None, min=1, help="train up to N seeds of a configuration "
+                                                   "together as one population run (default: the study's "
+                                                   "`population`, else 1)"),
           set_: list[str] = typer.Option([], "--set", help="override: dotted.path=value for the base run spec, "
                                          "or grid.dotted.path=LIST (a YAML list) to replace a grid axis (repeatable)"),
           out_dir: Optional[Path] = typer.Option(None, "--out", help="study directory (default runs/studies/<name>)"),
@@ -31,7 +34,7 @@ def study(study_file: Path = typer.Argument(..., help="study spec (YAML): a base
     from hindsight.registry import RegistryError
     from hindsight.specs import SpecError
     from hindsight.studies.layout import RUNS_DIR
-    from hindsight.studies.runner import BackendError, initial_statuses, run_study, status_table
+    from hindsight.studies.runner import BackendError, initial_statuses, plan_jobs, run_study, status_table
     from hindsight.studies.spec import expand, load_study
 
     if address is not None and backend is not Backend.ray:
@@ -42,6 +45,7 @@ def study(study_file: Path = typer.Argument(..., help="study spec (YAML): a base
     except (SpecError, RegistryError) as exc:
         fail(str(exc))
     out = out_dir or Path("runs") / "studies" / plan.name
+    size = plan.population if population is None else population
     console = Console(stderr=True)
     if dry_run:
         statuses = initial_statuses(runs, out)
@@ -50,10 +54,13 @@ def study(study_file: Path = typer.Argument(..., help="study spec (YAML): a base
         else:
             for status in statuses:
                 console.print(status.line(), highlight=False, markup=False, soft_wrap=True)
-        console.print(f"{len(runs)} runs in {out / RUNS_DIR}")
+        jobs = plan_jobs(statuses, out, size)
+        packed = sum(len(job.statuses) for job in jobs if job.members is not None)
+        console.print(f"{len(runs)} runs in {out / RUNS_DIR}; {len(jobs)} to train"
+                      + (f" ({packed} runs in {sum(j.members is not None for j in jobs)} populations)" if packed else ""))
         return
     try:
-        statuses = run_study(plan, runs, out, backend.value, workers, address, console)
+        statuses = run_study(plan, runs, out, backend.value, workers, address, console, population=size)
     except BackendError as exc:
         fail(str(exc))
     except OSError as exc:

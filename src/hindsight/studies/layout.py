@@ -3,6 +3,11 @@
 ``study.yaml`` (the study, base inlined), ``manifest.json`` (each run's id, method, family, seed, epochs),
 ``status.json`` (each run's state, rewritten as it changes) and ``runs/<id>/``: what ``hindsight run``
 writes (spec.yaml, metrics.jsonl, checkpoint.pt) plus log.txt, and error.txt when the run failed.
+
+With ``--population N`` the seeds of a configuration train together: ``populations/<job>/`` holds the
+population's spec.yaml, checkpoint.pt, log.txt (and error.txt), and each member writes its planned run's
+``runs/<id>/`` (spec.yaml, metrics.jsonl, error.txt) with ``population.json`` naming the job directory
+in place of its own checkpoint.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ MANIFEST_FILE = "manifest.json"
 STATUS_FILE = "status.json"
 ERROR_FILE = "error.txt"
 LOG_FILE = "log.txt"
+POPULATIONS_DIR = "populations"
+POPULATION_FILE = "population.json"
 # written by hindsight.train.run (which imports torch); tests check the names agree
 SPEC_FILE = "spec.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -33,3 +40,12 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 continue
     return rows
+
+
+def population_dir(run_dir: Path) -> Path | None:
+    """The population job directory a run directory's member was last trained in (None for a plain run)."""
+    try:
+        pointer = json.loads((run_dir / POPULATION_FILE).read_text())
+        return (run_dir / pointer["population"]).resolve()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -18,9 +18,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from hindsight.studies.layout import (CHECKPOINT_FILE, ERROR_FILE, LOG_FILE, MANIFEST_FILE, METRICS_FILE, RUNS_DIR,
-                                      SPEC_FILE, STATUS_FILE, STUDY_FILE, read_metrics)
-from hindsight.studies.spec import PlannedRun, Study
+from hindsight.studies.layout import (CHECKPOINT_FILE, ERROR_FILE, LOG_FILE, MANIFEST_FILE, METRICS_FILE,
+                                      POPULATION_FILE, POPULATIONS_DIR, RUNS_DIR, SPEC_FILE, STATUS_FILE, STUDY_FILE,
+                                      population_dir, read_metrics)
+from hindsight.studies.spec import PlannedRun, Study, spec_hash
 
 
 def _first_difference(saved: Any, spec: Any, path: str = "") -> str | None:
@@ -44,18 +45,24 @@ def unfinished_reason(run_dir: Path, spec: dict[str, Any]) -> str | None:
     epoch, epochs = (rows[-1].get("epoch", 0) if rows else 0), spec["train"]["epochs"]
     if epoch < epochs:
         return f"stopped after epoch {epoch} of {epochs}"
-    if not (run_dir / CHECKPOINT_FILE).is_file():
+    job = population_dir(run_dir)
+    if not (run_dir / CHECKPOINT_FILE).is_file() and not (job is not None and (job / CHECKPOINT_FILE).is_file()):
         return f"no {CHECKPOINT_FILE}"
     try:
         saved = yaml.safe_load((run_dir / SPEC_FILE).read_text())
     except (OSError, yaml.YAMLError):
         return f"no readable {SPEC_FILE}"
-    where = _first_difference(saved, spec)
+    if not isinstance(saved, dict):
+        return f"no readable {SPEC_FILE}"
+    # the name only labels the run (a population member's is its directory's name)
+    where = _first_difference({k: v for k, v in saved.items() if k != "name"},
+                              {k: v for k, v in spec.items() if k != "name"})
     return None if where is None else f"its {SPEC_FILE} differs from the study's spec at {where}"
 
 
 def is_finished(run_dir: Path, spec: dict[str, Any]) -> bool:
-    """Whether ``run_dir`` holds a completed run of ``spec``: all epochs logged, a checkpoint, the same spec."""
+    """Whether ``run_dir`` holds a completed run of ``spec``: all epochs logged, a checkpoint (its own or its
+    population's), the same spec but for the name."""
     return unfinished_reason(run_dir, spec) is None
 
 
@@ -87,14 +94,40 @@ def _train(spec: Any, run_dir: Path) -> None:
     if not saved.is_file() or spec_mismatch(yaml.safe_load(saved.read_text()), spec.to_dict()):
         for name in (METRICS_FILE, CHECKPOINT_FILE):
             (run_dir / name).unlink(missing_ok=True)
-    (run_dir / ERROR_FILE).unlink(missing_ok=True)
+    for name in (ERROR_FILE, POPULATION_FILE):   # the run is its own now, not a population's member
+        (run_dir / name).unlink(missing_ok=True)
     execute(spec, run_dir, progress=False, resume=True)
 
 
-def train_run(spec: dict[str, Any], run_dir: str, threads: int) -> str | None:
-    """Train one run in this process, its output going to run_dir/log.txt.
+def _train_population(spec: Any, job_dir: Path, members: list[Path]) -> None:
+    """Continue the population from its checkpoint in ``job_dir``, each member writing its own run directory.
 
-    Returns None on success, else the error's last line (its traceback is written to run_dir/error.txt).
+    Starts over when the population's spec changed beyond resumable fields, or when a member's directory
+    was trained since by something else (its population.json no longer names this job).
+    """
+    from hindsight.train.run import execute, spec_mismatch
+
+    job_dir.mkdir(parents=True, exist_ok=True)
+    saved = job_dir / SPEC_FILE
+    if (not saved.is_file() or spec_mismatch(yaml.safe_load(saved.read_text()), spec.to_dict())
+            or any(population_dir(member) != job_dir.resolve() for member in members)):
+        (job_dir / CHECKPOINT_FILE).unlink(missing_ok=True)   # without it, execute starts every member afresh
+    for member in members:
+        member.mkdir(parents=True, exist_ok=True)
+        for name in (CHECKPOINT_FILE, ERROR_FILE):   # a plain run's checkpoint there is superseded
+            (member / name).unlink(missing_ok=True)
+        pointer = {"population": os.path.relpath(job_dir, member), "seeds": spec.run.seeds}
+        _write_json(member / POPULATION_FILE, pointer)
+    (job_dir / ERROR_FILE).unlink(missing_ok=True)
+    execute(spec, job_dir, progress=False, resume=True, members=members)
+
+
+def train_run(spec: dict[str, Any], run_dir: str, threads: int, members: list[str] | None = None) -> str | None:
+    """Train one run (or, given its members' run directories, a population) in this process, its output
+    going to run_dir/log.txt.
+
+    Returns None on success, else the error's last line (its traceback is written to run_dir/error.txt and
+    to each member's).
     """
     directory = Path(run_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -105,15 +138,22 @@ def train_run(spec: dict[str, Any], run_dir: str, threads: int) -> str | None:
             from hindsight.specs import validate
 
             torch.set_num_threads(threads)
-            _train(validate(spec), directory)
+            if members is None:
+                _train(validate(spec), directory)
+            else:
+                _train_population(validate(spec), directory, [Path(m) for m in members])
             return None
         except Exception as exc:  # noqa: BLE001 - a failing run is recorded, never raised into the study
-            (directory / ERROR_FILE).write_text(traceback.format_exc())
+            text = traceback.format_exc()
+            for where in [directory, *(Path(m) for m in members or [])]:
+                with contextlib.suppress(OSError):
+                    where.mkdir(parents=True, exist_ok=True)
+                    (where / ERROR_FILE).write_text(text)
             return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
-def _process_main(spec: dict[str, Any], run_dir: str, threads: int) -> None:
-    sys.exit(0 if train_run(spec, run_dir, threads) is None else 1)
+def _process_main(spec: dict[str, Any], run_dir: str, threads: int, members: list[str] | None) -> None:
+    sys.exit(0 if train_run(spec, run_dir, threads, members) is None else 1)
 
 
 class BackendError(Exception):
@@ -127,8 +167,10 @@ class LocalBackend:
         self._context = multiprocessing.get_context("spawn")
         self.threads = max(1, (os.cpu_count() or 1) // workers)
 
-    def start(self, spec: dict[str, Any], run_dir: Path) -> Any:
-        process = self._context.Process(target=_process_main, args=(spec, str(run_dir), self.threads))
+    def start(self, spec: dict[str, Any], run_dir: Path, members: list[Path] | None = None) -> Any:
+        """Train ``spec`` into ``run_dir``; a population's members write the run directories ``members``."""
+        paths = None if members is None else [str(m) for m in members]
+        process = self._context.Process(target=_process_main, args=(spec, str(run_dir), self.threads, paths))
         process.start()
         return process
 
@@ -174,8 +216,10 @@ class RayBackend:
             options["runtime_env"] = {"env_vars": {"MUJOCO_GL": os.environ["MUJOCO_GL"]}}
         self._task = ray.remote(**options)(train_run)
 
-    def start(self, spec: dict[str, Any], run_dir: Path) -> Any:
-        return self._task.remote(spec, str(run_dir.resolve()), self.threads)
+    def start(self, spec: dict[str, Any], run_dir: Path, members: list[Path] | None = None) -> Any:
+        """Train ``spec`` into ``run_dir``; a population's members write the run directories ``members``."""
+        paths = None if members is None else [str(m.resolve()) for m in members]
+        return self._task.remote(spec, str(run_dir.resolve()), self.threads, paths)
 
     def poll(self, handle: Any) -> tuple[bool, str | None]:
         """(ended, why the task died when it did not return normally)."""
@@ -208,6 +252,7 @@ class RunStatus:
     started: float | None = None
     seconds: float = 0.0
     error: str | None = None
+    population: str | None = None   # the population job that trains it, if any
 
     def refresh(self, run_dir: Path) -> None:
         """Read the latest epoch, env steps and eval return from the run's metrics file."""
@@ -221,7 +266,8 @@ class RunStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.run.manifest(), "state": self.state, "epoch": self.epoch, "env_steps": self.env_steps,
-                "eval_return": self.eval_return, "seconds": round(self.seconds, 1), "error": self.error}
+                "eval_return": self.eval_return, "seconds": round(self.seconds, 1), "error": self.error,
+                "population": self.population}
 
     def cells(self) -> list[str]:
         """The progress line: run, state, epoch, env steps, last eval return, time, error."""
@@ -279,6 +325,60 @@ def initial_statuses(runs: list[PlannedRun], out: Path) -> list[RunStatus]:
     return statuses
 
 
+@attrs.define
+class Job:
+    """What one worker trains: a plain run into its run directory, or a population of runs that differ only
+    in their seed, into ``populations/<id>/`` with each member writing its run's directory."""
+
+    id: str
+    directory: Path
+    spec: dict[str, Any]
+    statuses: list[RunStatus]
+    members: list[Path] | None = None   # the members' run directories, for a population
+
+    def start(self, engine: Any) -> Any:
+        if self.members is None:
+            return engine.start(self.spec, self.directory)
+        return engine.start(self.spec, self.directory, self.members)
+
+
+def _population_spec(runs: list[PlannedRun]) -> dict[str, Any]:
+    """The spec training ``runs`` (differing only in seed) as one population; unnamed, so that each member
+    is named after its run directory."""
+    spec = runs[0].spec.to_dict()
+    spec.update(name=None, seed=runs[0].seed, seeds=[run.seed for run in runs])
+    return spec
+
+
+def plan_jobs(statuses: list[RunStatus], out: Path, population: int = 1) -> list[Job]:
+    """The pending runs as jobs, seed by seed (so that a study stopped early still covers every method).
+
+    With ``population`` > 1, the pending runs of a configuration (same grid values but the seed, same
+    spec) are packed, in seed order, up to ``population`` per job; a job of one run is a plain run.
+    """
+    pending = sorted((s for s in statuses if s.state == "pending"), key=lambda s: s.run.seed)
+    groups: dict[tuple[str, str], list[RunStatus]] = {}
+    for status in pending:
+        packable = population > 1 and status.run.spec.run.seeds is None
+        key = (status.run.config, spec_hash(status.run.spec.to_dict())) if packable else (status.run.id, "")
+        groups.setdefault(key, []).append(status)
+    jobs = []
+    for group in groups.values():
+        for start in range(0, len(group), population):
+            chunk = group[start:start + population]
+            if len(chunk) == 1:
+                run = chunk[0].run
+                jobs.append(Job(run.id, out / RUNS_DIR / run.id, run.spec.to_dict(), chunk))
+                continue
+            seeds = "+".join(str(s.run.seed) for s in chunk)
+            job_id = f"{chunk[0].run.config},seed={seeds}" if chunk[0].run.config else f"seed={seeds}"
+            for status in chunk:
+                status.population = job_id
+            jobs.append(Job(job_id, out / POPULATIONS_DIR / job_id, _population_spec([s.run for s in chunk]), chunk,
+                            [out / RUNS_DIR / s.run.id for s in chunk]))
+    return sorted(jobs, key=lambda job: job.statuses[0].run.seed)
+
+
 def make_backend(name: str, workers: int, address: str | None = None) -> LocalBackend | RayBackend:
     """The ``local`` or ``ray`` backend."""
     return RayBackend(workers, address) if name == "ray" else LocalBackend(workers)
@@ -286,8 +386,11 @@ def make_backend(name: str, workers: int, address: str | None = None) -> LocalBa
 
 def run_study(study: Study, runs: list[PlannedRun], out: Path, backend: str = "local", workers: int = 2,
               address: str | None = None, console: Console | None = None, poll_s: float = 0.5,
-              report_s: float = 60.0) -> list[RunStatus]:
-    """Run every unfinished run, at most ``workers`` at once, seed by seed; returns each run's final status.
+              report_s: float = 60.0, population: int | None = None) -> list[RunStatus]:
+    """Run every unfinished run, at most ``workers`` jobs at once, seed by seed; returns each run's final status.
+
+    ``population`` (default: the study's) packs up to that many seeds of a configuration into one
+    population job (see ``plan_jobs``); a failing population fails each of its runs with its error.
 
     Progress is one line per run: a live table on a terminal, else a printed line at each state change and
     every ``report_s`` seconds for each running run (when status.json is rewritten too).
@@ -296,9 +399,8 @@ def run_study(study: Study, runs: list[PlannedRun], out: Path, backend: str = "l
     console = console or Console(stderr=True)
     prepare_study_dir(study, runs, out)
     statuses = initial_statuses(runs, out)
-    # seed by seed, so that a study stopped early still covers every method
-    pending = sorted((s for s in statuses if s.state == "pending"), key=lambda s: s.run.seed)
-    running: dict[str, tuple[RunStatus, Any]] = {}
+    pending = plan_jobs(statuses, out, study.population if population is None else population)
+    running: dict[str, tuple[Job, Any]] = {}
 
     def save() -> None:
         _write_json(out / STATUS_FILE, {"study": study.name, "backend": backend, "updated": time.time(),
@@ -320,31 +422,35 @@ def run_study(study: Study, runs: list[PlannedRun], out: Path, backend: str = "l
         with live or contextlib.nullcontext():
             while pending or running:
                 while pending and len(running) < workers:
-                    status = pending.pop(0)
-                    run_dir = out / RUNS_DIR / status.run.id
-                    status.state, status.started = "running", time.monotonic()
-                    running[status.run.id] = (status, engine.start(status.run.spec.to_dict(), run_dir))
-                    changed(status)
+                    job = pending.pop(0)
+                    for status in job.statuses:
+                        status.state, status.started = "running", time.monotonic()
+                    running[job.id] = (job, job.start(engine))
+                    for status in job.statuses:
+                        changed(status)
                 time.sleep(poll_s)
-                for run_id, (status, handle) in list(running.items()):
-                    run_dir = out / RUNS_DIR / run_id
+                for job_id, (job, handle) in list(running.items()):
                     ended, crash = engine.poll(handle)
-                    status.refresh(run_dir)
+                    for status in job.statuses:
+                        status.refresh(out / RUNS_DIR / status.run.id)
                     if not ended:
                         continue
-                    del running[run_id]
-                    _settle(status, run_dir, crash)
-                    changed(status)
+                    del running[job_id]
+                    for status in job.statuses:
+                        _settle(status, out / RUNS_DIR / status.run.id, crash)
+                        changed(status)
                 if live is not None:
                     live.update(status_table(statuses), refresh=True)
                 if time.monotonic() - reported >= report_s:
                     reported = time.monotonic()
-                    for status, _ in running.values():
-                        changed(status)
+                    for job, _ in running.values():
+                        for status in job.statuses:
+                            changed(status)
     except KeyboardInterrupt:
-        for status, handle in running.values():
+        for job, handle in running.values():
             engine.cancel(handle)
-            status.state, status.error = "interrupted", "interrupted by the user"
+            for status in job.statuses:
+                status.state, status.error = "interrupted", "interrupted by the user"
         save()
         raise
     finally:

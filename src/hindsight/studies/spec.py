@@ -7,6 +7,8 @@ A study file (YAML)::
     grid:                        # dotted path -> list of values; the runs are the cartesian product
       relabeler.kind: [none, random, advantage, air]
       seed: [0, 1, 2, 3, 4]
+    population: 1                # optional: train up to this many seeds of a configuration in one
+                                 # population run (``hindsight study --population N`` overrides it)
 
 A grid value may be any YAML: ``relabeler: [{kind: air, candidates: 10}, none]`` sets a whole sub-tree,
 exactly as ``--set relabeler={kind: air, candidates: 10}`` would. Every expanded run is validated before
@@ -43,19 +45,22 @@ class StudySpec(BaseModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$", description="letters, digits, '.', '_', '-'")
     base: str | dict[str, Any] = Field(description="a run spec: path relative to the study file, or inline")
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="dotted path -> values to sweep")
+    population: int = Field(1, ge=1, description="seeds of a configuration trained together in one population run")
 
 
 @attrs.frozen
 class Study:
-    """A loaded study: its name, the base run spec as plain data, and the grid (overrides applied)."""
+    """A loaded study: its name, the base run spec as plain data, the grid (overrides applied), and how many
+    seeds of a configuration train together in one population run."""
 
     name: str
     base: dict[str, Any]
     grid: dict[str, list[Any]]
+    population: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """The study as a self-contained study file (base inlined)."""
-        return {"name": self.name, "base": self.base, "grid": self.grid}
+        return {"name": self.name, "base": self.base, "grid": self.grid, "population": self.population}
 
 
 @attrs.frozen(eq=False)
@@ -69,6 +74,8 @@ class PlannedRun:
         seed: its seed.
         group: its W&B group: the study name and the hash of its resolved spec without the seed.
         spec: the validated spec (name, W&B group and tags set).
+        config: its grid values other than ``seed``, as in ``id`` (runs with the same config and
+            ``spec_hash`` differ only in their seed, so they may train together as a population).
     """
 
     id: str
@@ -77,6 +84,7 @@ class PlannedRun:
     seed: int
     group: str
     spec: ResolvedSpec
+    config: str = ""
 
     def manifest(self) -> dict[str, Any]:
         """What the report needs to know about this run, as plain data."""
@@ -151,7 +159,7 @@ def load_study(path: str | Path, overrides: list[str] = ()) -> Study:
         flows = [_flow(v) for v in values]
         if len(set(flows)) != len(flows):
             raise SpecError(f"grid.{axis}: duplicate values in {_flow(values)}")
-    return Study(spec.name, base, dict(spec.grid))
+    return Study(spec.name, base, dict(spec.grid), spec.population)
 
 
 def _validate(raw: dict[str, Any], where: str) -> ResolvedSpec:
@@ -168,6 +176,7 @@ def expand(study: Study) -> list[PlannedRun]:
     for combo in itertools.product(*study.grid.values()):
         assignment = dict(zip(axes, combo))
         run_id = ",".join(f"{axis}={_token(value)}" for axis, value in assignment.items()) or "base"
+        config = ",".join(f"{axis}={_token(value)}" for axis, value in assignment.items() if axis != "seed")
         method_values = {a: v for a, v in assignment.items() if _is_method_axis(a)}
         where = ", ".join(f"{a}={_flow(v)}" for a, v in method_values.items()) or "base"
         raw = apply_overrides(copy.deepcopy(study.base), [f"{a}={_flow(v)}" for a, v in assignment.items()])
@@ -187,7 +196,7 @@ def expand(study: Study) -> list[PlannedRun]:
             method = where
         else:
             method = resolved.run.relabeler.kind
-        runs.append(PlannedRun(run_id, method, resolved.run.env.kind, resolved.run.seed, group, resolved))
+        runs.append(PlannedRun(run_id, method, resolved.run.env.kind, resolved.run.seed, group, resolved, config))
     if problems:
         raise SpecError("\n".join(problems))
     return runs

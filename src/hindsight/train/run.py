@@ -156,11 +156,13 @@ def _member_sinks(spec: ResolvedSpec, directory: Path, progress: bool, start_epo
     return sinks
 
 
-def execute(spec: ResolvedSpec, run_dir: Path, progress: bool | None = None, resume: bool = False) -> list[dict[str, Any]]:
+def execute(spec: ResolvedSpec, run_dir: Path, progress: bool | None = None, resume: bool = False,
+            members: list[Path] | None = None) -> list[dict[str, Any]]:
     """Train the spec into ``run_dir`` and return this session's metrics rows (a population's first member's).
 
     A spec with ``seeds`` trains a population: member S writes ``run_dir/seed<S>/`` as a run of seed S
-    would, and ``run_dir/checkpoint.pt`` holds the whole population.
+    would (or ``members[i]`` for the i-th seed, when given), and ``run_dir/checkpoint.pt`` holds the whole
+    population.
     With ``resume``, continue from ``run_dir/checkpoint.pt`` (or start fresh if there is none).
     Raises RunDirError for an unusable directory, CheckpointError for a refused checkpoint,
     StopRequested after a signal (checkpoint written), NonFiniteError on divergence.
@@ -169,7 +171,9 @@ def execute(spec: ResolvedSpec, run_dir: Path, progress: bool | None = None, res
 
     run_dir = Path(run_dir)
     checkpoint = run_dir / CHECKPOINT_FILE
-    directories = member_dirs(spec, run_dir)
+    directories = member_dirs(spec, run_dir) if members is None else [Path(m) for m in members]
+    if len(directories) != len(member_dirs(spec, run_dir)):
+        raise ValueError(f"{len(directories)} member directories for {len(member_dirs(spec, run_dir))} members")
     resolved = spec.to_dict()
     state = None
     if resume and checkpoint.exists():
