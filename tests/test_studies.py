@@ -397,7 +397,7 @@ def test_population_from_the_study_file(tmp_path):
     study = load_study(path)
     assert study.population == 2 and study.to_dict()["population"] == 2
     dry = CliRunner().invoke(app, ["study", str(path), "--dry-run", "--out", str(tmp_path / "out")])
-    assert "4 runs in" in dry.output and "(4 runs in 2 populations)" in dry.output, dry.output
+    assert "4 runs in" in dry.output and "4 of them to train in 2 populations" in dry.output, dry.output
     dry = CliRunner().invoke(app, ["study", str(path), "--dry-run", "--population", "1", "--out", str(tmp_path / "o")])
     assert "populations" not in dry.output, dry.output
 
@@ -415,5 +415,6 @@ def test_ray_study_end_to_end(tmp_path, population):
     finally:
         ray.shutdown()
     assert [s.state for s in statuses] == ["done"] * 4, [s.error for s in statuses]
+    assert all((s.population is not None) == (population > 1) for s in statuses)
     files = write_report([tmp_path / "out"], tmp_path / "report")
     assert all(p.is_file() for p in files.values())

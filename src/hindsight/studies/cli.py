@@ -56,8 +56,9 @@ def study(study_file: Path = typer.Argument(..., help="study spec (YAML): a base
                 console.print(status.line(), highlight=False, markup=False, soft_wrap=True)
         jobs = plan_jobs(statuses, out, size)
         packed = sum(len(job.statuses) for job in jobs if job.members is not None)
-        console.print(f"{len(runs)} runs in {out / RUNS_DIR}; {len(jobs)} to train"
-                      + (f" ({packed} runs in {sum(j.members is not None for j in jobs)} populations)" if packed else ""))
+        populations = sum(job.members is not None for job in jobs)
+        console.print(f"{len(runs)} runs in {out / RUNS_DIR}"
+                      + (f"; {packed} of them to train in {populations} populations" if packed else ""), soft_wrap=True)
         return
     try:
         statuses = run_study(plan, runs, out, backend.value, workers, address, console, population=size)
