@@ -305,6 +305,13 @@ def test_report_tables_and_figures(tmp_path, monkeypatch):
     markdown = (out / "report" / "report.md").read_text()
     assert "| random | 2 | 8.050 |" in markdown and "not reached" in markdown
     assert "relabeler.kind=random,seed=2 (2 of 4 epochs)" in markdown
+    assert "## Pictures" not in markdown
+
+    # pictures left by `hindsight render` / `relabel-picture` in a finished run are linked
+    (out / "runs" / "relabeler.kind=none,seed=1" / "relabel.png").write_bytes(b"png")
+    assert CliRunner().invoke(app, ["report", str(out)]).exit_code == 0
+    markdown = (out / "report" / "report.md").read_text()
+    assert "- point_reacher / none / seed 1: [relabel.png](../runs/relabeler.kind=none,seed=1/relabel.png)" in markdown
 
 
 def test_report_needs_a_study_dir(tmp_path):

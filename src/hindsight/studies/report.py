@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import attrs
 import numpy as np
 
+from hindsight.render import find_pictures
 from hindsight.studies.layout import MANIFEST_FILE, METRICS_FILE, RUNS_DIR, read_metrics
 
 
@@ -35,6 +37,7 @@ class Curve:
     seed: int
     steps: np.ndarray
     returns: np.ndarray
+    run_dir: Path
 
 
 @attrs.frozen(eq=False)
@@ -69,7 +72,8 @@ def load_curves(study_dirs: list[Path]) -> tuple[list[Curve], list[str]]:
                 missing.append(f"{study_dir.name}/{run['id']} ({done} of {run['epochs']} epochs)")
                 continue
             steps, returns = (np.asarray(v, dtype=float) for v in zip(*evals))
-            curves.append(Curve(run["family"], run["method"], run["seed"], steps, returns))
+            curves.append(Curve(run["family"], run["method"], run["seed"], steps, returns,
+                                study_dir / RUNS_DIR / run["id"]))
     if not curves:
         raise ReportError("no finished runs to report on" + (f"; unfinished: {', '.join(missing)}" if missing else ""))
     return curves, missing
@@ -173,6 +177,18 @@ def markdown(results: list[MethodResult], missing: list[str], fraction: float, f
     return "\n".join(lines)
 
 
+def picture_links(curves: list[Curve], out: Path) -> str:
+    """A Markdown list linking the videos and pictures `hindsight render` / `relabel-picture` left in
+    finished runs' directories (empty when there are none)."""
+    lines = []
+    for curve in curves:
+        pictures = find_pictures(curve.run_dir)
+        if pictures:
+            links = ", ".join(f"[{p.name}]({os.path.relpath(p, out)})" for p in pictures)
+            lines.append(f"- {curve.family} / {curve.method} / seed {curve.seed}: {links}")
+    return "\n".join(["## Pictures", "", *lines, ""]) if lines else ""
+
+
 def write_csv(results: list[MethodResult], path: Path, fraction: float) -> None:
     """One row per (family, method)."""
     with path.open("w", newline="") as f:
@@ -191,6 +207,6 @@ def write_report(study_dirs: list[Path], out: Path, fraction: float = 0.9, resam
     out.mkdir(parents=True, exist_ok=True)
     png, svg = plot(results, out / "curves")
     md = out / "report.md"
-    md.write_text(markdown(results, missing, fraction, png.name))
+    md.write_text(markdown(results, missing, fraction, png.name) + picture_links(curves, out))
     write_csv(results, out / "results.csv", fraction)
     return {"png": png, "svg": svg, "markdown": md, "csv": out / "results.csv"}
