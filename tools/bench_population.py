@@ -6,7 +6,8 @@
 Each configuration runs one short epoch at the family's reference settings (its envs/<family>/none.yaml:
 networks, batch, env steps and gradient steps per loop) after a short warm-up. Aggregate rates are summed
 over members from each run's metrics (epoch wall time: collection plus updates, evaluation excluded).
-The separate runs are P processes started together, as a study's workers would run them.
+The separate runs are P processes started together, as a study's workers would run them, one torch thread
+each; the population is one process and may use every core (``--population-threads``, default all).
 """
 
 from __future__ import annotations
@@ -52,13 +53,14 @@ def wait(processes: list[subprocess.Popen]) -> None:
             raise SystemExit(f"a benchmark run failed:\n{stderr[-2000:]}")
 
 
-def measure(family: str, size: int, loops: int, device: str, root: Path) -> dict[str, tuple[float, float]]:
+def measure(family: str, size: int, loops: int, device: str, root: Path,
+            population_threads: int) -> dict[str, tuple[float, float]]:
     base = overrides(family, loops, device)
     seeds = list(range(size))
     population_dir = root / f"{family}-pop{size}"
-    wait([launch(family, population_dir, base + [f"seeds={seeds}"])])
+    wait([launch(family, population_dir, base + [f"seeds={seeds}", f"agent.threads={population_threads}"])])
     separate_dirs = [root / f"{family}-sep{size}-{seed}" for seed in seeds]
-    wait([launch(family, d, base + [f"seed={seed}"]) for seed, d in zip(seeds, separate_dirs)])
+    wait([launch(family, d, base + [f"seed={seed}", "agent.threads=1"]) for seed, d in zip(seeds, separate_dirs)])
     return {"population": rates([population_dir / f"seed{s}" / "metrics.jsonl" for s in seeds]),
             "separate": rates([d / "metrics.jsonl" for d in separate_dirs])}
 
@@ -70,13 +72,15 @@ def main() -> None:
     parser.add_argument("--loops", type=int, default=2, help="loops in the measured epoch")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--population-threads", type=int, default=os.cpu_count() or 1,
+                        help="torch threads of the population process (the separate runs use one each)")
     args = parser.parse_args()
     print(f"{'family':<15} {'P':>3} {'pop steps/s':>12} {'sep steps/s':>12} {'pop upd/s':>10} "
           f"{'sep upd/s':>10} {'ratio':>6}")
     with tempfile.TemporaryDirectory() as tmp:
         for family in args.families:
             for size in args.sizes:
-                results = [measure(family, size, args.loops, args.device, Path(tmp) / f"r{r}")
+                results = [measure(family, size, args.loops, args.device, Path(tmp) / f"r{r}", args.population_threads)
                            for r in range(args.repeats)]
                 pop_steps = statistics.median(r["population"][0] for r in results)
                 sep_steps = statistics.median(r["separate"][0] for r in results)
