@@ -27,7 +27,7 @@ from dm_control import mjcf
 from pydantic import Field
 
 from hindsight.specs import Params
-from hindsight.tasks.base import EnvFamily, MultiTaskTask, make_control_env, physics_from_model
+from hindsight.tasks.base import EnvFamily, MultiTaskTask
 
 ANT_XML = os.path.join(os.path.dirname(dm_control.__file__), "third_party", "ant", "ant.xml")
 PHYSICS_DT = 0.01
@@ -187,15 +187,15 @@ class AntDirection(EnvFamily):
     action_dim = 8
     feature_dim = 3
 
-    def __init__(self, params: "AntDirection.Params | None" = None):
-        self.params = params or self.Params()
-        self.horizon = self.params.horizon
-        self.task_distribution = DirectionTasks()
-        self._model = ant_model()
+    control_dt = CONTROL_DT
 
-    def make_env(self, reward, seed: int):
-        physics = physics_from_model(self._model)
-        task = AntTask(reward, self.feature_dim, self.horizon, random=seed, healthy_z=HEALTHY_Z,
+    def make_task_distribution(self) -> DirectionTasks:
+        return DirectionTasks()
+
+    def load_model(self) -> mj.MjModel:
+        return ant_model()
+
+    def make_task(self, reward, seed: int, physics) -> AntTask:
+        return AntTask(reward, self.feature_dim, self.horizon, random=seed, healthy_z=HEALTHY_Z,
                        position_noise=RESET_POSITION_NOISE, velocity_noise=RESET_VELOCITY_NOISE,
                        control_dt=CONTROL_DT)
-        return make_control_env(physics, task, CONTROL_DT)

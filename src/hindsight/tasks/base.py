@@ -116,28 +116,51 @@ class EnvFamily(abc.ABC):
     """A registered environment family (kind ``env``).
 
     Class attributes:
-        Params: the pydantic parameter model of the family.
+        Params: the pydantic parameter model of the family (with at least ``horizon``).
         default_reward: registered name of the reward family used when the spec names none.
         features_name: the name of the feature layout the family records; a reward family
             declaring ``env_features`` must match it.
+        obs_dim, action_dim, feature_dim: sizes (O, A, F).
+        control_dt: seconds per control step.
+        private_model: True when the family's task writes to the model (e.g. moves marker sites per
+            episode), so each environment needs its own copy of the compiled model.
     Instance attributes:
-        obs_dim, action_dim, feature_dim, horizon: sizes (O, A, F, T).
-        task_distribution: the family's TaskDistribution.
+        params, horizon (T), task_distribution, model (compiled once, shared by the environments).
+
+    Subclasses implement ``make_task_distribution``, ``load_model`` and ``make_task``.
     """
 
     Params: ClassVar[type]
     default_reward: ClassVar[str]
     features_name: ClassVar[str]
+    obs_dim: ClassVar[int]
+    action_dim: ClassVar[int]
+    feature_dim: ClassVar[int]
+    control_dt: ClassVar[float]
+    private_model: ClassVar[bool] = False
 
-    obs_dim: int
-    action_dim: int
-    feature_dim: int
-    horizon: int
-    task_distribution: TaskDistribution
+    def __init__(self, params: Any = None):
+        self.params = params if params is not None else self.Params()
+        self.horizon: int = self.params.horizon
+        self.task_distribution: TaskDistribution = self.make_task_distribution()
+        self.model = self.load_model()
 
     @abc.abstractmethod
+    def make_task_distribution(self) -> TaskDistribution:
+        """The family's distribution over task vectors."""
+
+    @abc.abstractmethod
+    def load_model(self) -> mj.MjModel:
+        """The compiled MuJoCo model (called once per family instance)."""
+
+    @abc.abstractmethod
+    def make_task(self, reward: RewardFamily, seed: int, physics: mujoco.Physics) -> MultiTaskTask:
+        """The dm_control task of one environment, its noise seeded by ``seed``."""
+
     def make_env(self, reward: RewardFamily, seed: int) -> control.Environment:
         """A new environment whose physics noise is seeded by ``seed``; set z via ``env.task.set_task``."""
+        physics = physics_from_model(self.model, private=self.private_model)
+        return make_control_env(physics, self.make_task(reward, seed, physics), self.control_dt)
 
 
 def make_control_env(physics, task: MultiTaskTask, control_timestep: float) -> control.Environment:

@@ -23,7 +23,7 @@ from pydantic import Field
 
 from hindsight.resources import env_asset
 from hindsight.specs import Params
-from hindsight.tasks.base import EnvFamily, MultiTaskTask, make_control_env, physics_from_model
+from hindsight.tasks.base import EnvFamily, MultiTaskTask
 
 CONTROL_DT = 0.05
 CONTROL_COST = 0.1
@@ -131,13 +131,13 @@ class CheetahMulti(EnvFamily):
     action_dim = 6
     feature_dim = 4
 
-    def __init__(self, params: "CheetahMulti.Params | None" = None):
-        self.params = params or self.Params()
-        self.horizon = self.params.horizon
-        self.task_distribution = CheetahTasks()
-        self._model = cheetah_model()
+    control_dt = CONTROL_DT
 
-    def make_env(self, reward, seed: int):
-        physics = physics_from_model(self._model)
-        task = CheetahTask(reward, self.feature_dim, self.horizon, random=seed)
-        return make_control_env(physics, task, CONTROL_DT)
+    def make_task_distribution(self) -> CheetahTasks:
+        return CheetahTasks()
+
+    def load_model(self) -> mj.MjModel:
+        return cheetah_model()
+
+    def make_task(self, reward, seed: int, physics) -> CheetahTask:
+        return CheetahTask(reward, self.feature_dim, self.horizon, random=seed)

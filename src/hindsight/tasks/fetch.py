@@ -30,14 +30,13 @@ from typing import Literal
 import mujoco as mj
 import numpy as np
 import torch
-from dm_control.rl import control
 from dm_env import specs
 from pydantic import Field
 
 from hindsight.protocols import GoalPart
 from hindsight.resources import env_asset
 from hindsight.specs import Params
-from hindsight.tasks.base import EnvFamily, MultiTaskTask, make_control_env, physics_from_model
+from hindsight.tasks.base import EnvFamily, MultiTaskTask
 from hindsight.tasks.point_reacher import reacher_weights
 
 SUBSTEPS = 100
@@ -215,14 +214,19 @@ class FetchReach(EnvFamily):
     action_dim = 4
     feature_dim = 3
 
-    def __init__(self, params: "FetchReach.Params | None" = None):
-        self.params = params or self.Params()
-        self.horizon = self.params.horizon
-        self.task_distribution = FetchTasks()
-        self._model = fetch_model()
+    private_model = True  # the task moves marker sites per episode
 
-    def make_env(self, reward, seed: int) -> control.Environment:
-        physics = physics_from_model(self._model, private=True)  # the task moves marker sites per episode
-        task = FetchTask(reward, self.feature_dim, self.horizon, random=seed,
+    @property
+    def control_dt(self) -> float:
+        """SUBSTEPS physics steps of the model's own timestep."""
+        return self.model.opt.timestep * SUBSTEPS
+
+    def make_task_distribution(self) -> FetchTasks:
+        return FetchTasks()
+
+    def load_model(self) -> mj.MjModel:
+        return fetch_model()
+
+    def make_task(self, reward, seed: int, physics) -> FetchTask:
+        return FetchTask(reward, self.feature_dim, self.horizon, random=seed,
                          action_noise=self.params.action_noise, physics=physics)
-        return make_control_env(physics, task, self._model.opt.timestep * SUBSTEPS)

@@ -24,7 +24,7 @@ from pydantic import Field
 
 from hindsight.specs import Params
 from hindsight.tasks.ant import DirectionReward, DirectionTask, DirectionTasks
-from hindsight.tasks.base import EnvFamily, make_control_env, physics_from_model
+from hindsight.tasks.base import EnvFamily
 
 CONTROL_DT = 0.025
 HEALTHY_Z = (1.0, 2.0)
@@ -56,15 +56,15 @@ class HumanoidDirection(EnvFamily):
     action_dim = 21
     feature_dim = 2
 
-    def __init__(self, params: "HumanoidDirection.Params | None" = None):
-        self.params = params or self.Params()
-        self.horizon = self.params.horizon
-        self.task_distribution = DirectionTasks()
-        self._model = mj.MjModel.from_xml_string(*suite_humanoid.get_model_and_assets())
+    control_dt = CONTROL_DT
 
-    def make_env(self, reward, seed: int):
-        physics = physics_from_model(self._model)
-        task = DirectionTask(reward, self.feature_dim, self.horizon, random=seed, healthy_z=HEALTHY_Z,
+    def make_task_distribution(self) -> DirectionTasks:
+        return DirectionTasks()
+
+    def load_model(self) -> mj.MjModel:
+        return mj.MjModel.from_xml_string(*suite_humanoid.get_model_and_assets())
+
+    def make_task(self, reward, seed: int, physics) -> DirectionTask:
+        return DirectionTask(reward, self.feature_dim, self.horizon, random=seed, healthy_z=HEALTHY_Z,
                              position_noise=RESET_NOISE, velocity_noise=RESET_NOISE,
                              uniform_velocity_noise=True, control_dt=CONTROL_DT)
-        return make_control_env(physics, task, CONTROL_DT)

@@ -11,15 +11,15 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import mujoco as mj
 import numpy as np
 import torch
-from dm_control import mujoco
 from pydantic import Field
 
 from hindsight.protocols import GoalPart
 from hindsight.resources import env_asset
 from hindsight.specs import Params
-from hindsight.tasks.base import EnvFamily, MultiTaskTask, make_control_env
+from hindsight.tasks.base import EnvFamily, MultiTaskTask
 
 CONTROL_DT = 0.1        # one Euler physics step per control step
 MAX_STEP_SPEED = 0.25   # per-step velocity bound of the reference dynamics
@@ -148,13 +148,14 @@ class PointReacher(EnvFamily):
     action_dim = 2
     feature_dim = 2
 
-    def __init__(self, params: "PointReacher.Params | None" = None):
-        self.params = params or self.Params()
-        self.horizon = self.params.horizon
-        self.task_distribution = PointReacherTasks()
-        self._xml = env_asset("point_reacher", "point_reacher.xml").read_text()
+    control_dt = CONTROL_DT
+    private_model = True  # goal and obstacle sites move per episode
 
-    def make_env(self, reward, seed: int):
-        physics = mujoco.Physics.from_xml_string(self._xml)
-        task = PointReacherTask(reward, self.feature_dim, self.horizon, random=seed)
-        return make_control_env(physics, task, CONTROL_DT)
+    def make_task_distribution(self) -> PointReacherTasks:
+        return PointReacherTasks()
+
+    def load_model(self) -> mj.MjModel:
+        return mj.MjModel.from_xml_path(str(env_asset("point_reacher", "point_reacher.xml")))
+
+    def make_task(self, reward, seed: int, physics) -> PointReacherTask:
+        return PointReacherTask(reward, self.feature_dim, self.horizon, random=seed)

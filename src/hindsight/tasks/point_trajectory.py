@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 
+import mujoco as mj
 import numpy as np
 import torch
-from dm_control import mujoco
 from pydantic import Field
 
 from hindsight.resources import env_asset
 from hindsight.specs import Params
-from hindsight.tasks.base import EnvFamily, MultiTaskTask, make_control_env
+from hindsight.tasks.base import EnvFamily, MultiTaskTask
 
 CONTROL_DT = 0.1  # one Euler physics step from rest per control step: the point moves by a / 10
 TRACK_STD = 0.05  # std of the Gaussian around the sinusoid
@@ -110,13 +110,13 @@ class PointTrajectory(EnvFamily):
     action_dim = 2
     feature_dim = 2
 
-    def __init__(self, params: "PointTrajectory.Params | None" = None):
-        self.params = params or self.Params()
-        self.horizon = self.params.horizon
-        self.task_distribution = PointTrajectoryTasks()
-        self._xml = env_asset("point_trajectory", "point_trajectory.xml").read_text()
+    control_dt = CONTROL_DT
 
-    def make_env(self, reward, seed: int):
-        physics = mujoco.Physics.from_xml_string(self._xml)
-        task = PointTrajectoryTask(reward, self.feature_dim, self.horizon, random=seed)
-        return make_control_env(physics, task, CONTROL_DT)
+    def make_task_distribution(self) -> PointTrajectoryTasks:
+        return PointTrajectoryTasks()
+
+    def load_model(self) -> mj.MjModel:
+        return mj.MjModel.from_xml_path(str(env_asset("point_trajectory", "point_trajectory.xml")))
+
+    def make_task(self, reward, seed: int, physics) -> PointTrajectoryTask:
+        return PointTrajectoryTask(reward, self.feature_dim, self.horizon, random=seed)

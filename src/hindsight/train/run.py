@@ -17,7 +17,7 @@ import yaml
 
 from hindsight.logging.sinks import GuardedSink, JsonlSink, ProgressSink, WandbSink
 from hindsight.specs import ResolvedSpec
-from hindsight.train.checkpoint import CheckpointError, load_safe
+from hindsight.train.checkpoint import load_safe
 from hindsight.train.trainer import Trainer
 
 SPEC_FILE = "spec.yaml"
