@@ -8,16 +8,12 @@ from pathlib import Path
 
 import torch
 import yaml
+from conftest import without_timings
 
 from hindsight.specs import validate
 from hindsight.train.trainer import Trainer
 
-TIMING_KEYS = ("train/steps_per_s", "train/updates_per_s", "time/epoch_s", "relabel/seconds")
 REPO = Path(__file__).resolve().parents[1]
-
-
-def without_timings(rows):
-    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in rows]
 
 
 def test_same_seed_same_metrics_other_seed_differs(tiny_spec):

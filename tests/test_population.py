@@ -1,6 +1,5 @@
 """Population runs: members equal to their single runs, independent of each other, resumable."""
 
-import json
 import os
 import signal
 import subprocess
@@ -8,16 +7,12 @@ import sys
 
 import pytest
 import yaml
+from conftest import metrics_rows
 
 from hindsight.specs import SpecError, validate
 from hindsight.train.run import execute
 
-TIMING_KEYS = ("train/steps_per_s", "train/updates_per_s", "time/epoch_s", "relabel/seconds", "relabel/calls")
-
-
-def rows_of(path):
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in rows]
+rows_of = metrics_rows
 
 
 def assert_rows_close(a, b, rel=1e-4):

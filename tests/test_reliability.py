@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import metrics_rows
 from typer.testing import CliRunner
 
 from hindsight.cli import app
@@ -20,12 +21,10 @@ from hindsight.train.run import RunDirError, execute
 from hindsight.train.trainer import NonFiniteError, Trainer
 
 BAD_SPECS = sorted((Path(__file__).parent / "bad_specs").glob("*.yaml"))
-TIMING_KEYS = ("train/steps_per_s", "train/updates_per_s", "time/epoch_s", "relabel/seconds", "relabel/calls")
 
 
 def rows_of(run_dir: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in rows]
+    return metrics_rows(run_dir / "metrics.jsonl")
 
 
 def hindsight(*args, env_extra=None, timeout=300):
