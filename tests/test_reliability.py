@@ -130,8 +130,10 @@ def test_non_finite_parameters_stop_the_run_and_keep_the_last_good_checkpoint(tm
     trainer = Trainer(validate(tiny_spec), checkpoint_path=tmp_path / "checkpoint.pt")
     trainer.warmup()
     trainer.progress.steps_at_start = trainer.env_steps
-    for _ in range(2):
-        trainer.run_loop()
+    for _ in range(tiny_spec["train"]["loops_per_epoch"]):
+        trainer.collect_for_loop()
+        trainer.update(tiny_spec["train"]["updates_per_loop"])
+        trainer.end_loop(seconds=0.0)
     trainer.finish_epoch()
     trainer.save_checkpoint()
     with torch.no_grad():

@@ -30,8 +30,9 @@ class Collector:
         self.envs = envs
         self.horizon = horizon
         self.reward = reward
-        for env in envs if reward is not None else ():
-            env.task.defer_rewards = True  # scored below in one batched call instead of once per step
+        if reward is not None:
+            for env in envs:
+                env.task.defer_rewards = True  # scored in one batched call instead of once per step
         first = envs[0].observation_spec()
         self.obs_dim = first["observations"].shape[0]
         self.feature_dim = first["features"].shape[0]

@@ -212,13 +212,6 @@ class Trainer:
         self.progress.loop += 1
         self.progress.seconds += seconds
 
-    def run_loop(self) -> None:
-        """One loop of the current epoch: collect a batch of episodes, store it, update."""
-        start = time.perf_counter()
-        self.collect_for_loop()
-        self.update(self.spec.run.train.updates_per_loop)
-        self.end_loop(time.perf_counter() - start)
-
     def finish_epoch(self) -> dict[str, Any]:
         """Evaluate, check for divergence and build the epoch's metrics row."""
         train, progress = self.spec.run.train, self.progress
