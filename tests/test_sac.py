@@ -16,7 +16,7 @@ O, A, Z, N = 3, 2, 2, 16
 
 
 def make_agent(**overrides) -> SAC:
-    params = SAC.Params(hidden=[8, 8], lr=1e-2, gamma=0.9, tau=0.1, batch_size=N, **overrides)
+    params = SAC.Params(**{"hidden": [8, 8], "lr": 1e-2, "gamma": 0.9, "tau": 0.1, "batch_size": N, **overrides})
     return SAC(params, obs_dim=O, action_dim=A, task_dim=Z, generator=torch.Generator().manual_seed(0))
 
 
@@ -45,6 +45,30 @@ def test_stacked_mlp_equals_separate_linear_layers():
             layers += [linear, nn.ReLU()] if i < len(net.weights) - 1 else [linear]
         torch.testing.assert_close(out[m], nn.Sequential(*layers)(x[m]))
     torch.testing.assert_close(net(x[:1]), torch.stack([net(x[:1].expand(3, 4, 5))[m] for m in range(3)]))
+
+
+def test_bfloat16_hidden_products_stay_close_to_float32():
+    exact = StackedMLP(2, 5, [64, 64, 64], 3, torch.Generator().manual_seed(1))
+    narrow = StackedMLP(2, 5, [64, 64, 64], 3, torch.Generator().manual_seed(1), hidden_dtype=torch.bfloat16)
+    x = torch.randn(2, 32, 5)
+    out_exact, out_narrow = exact(x), narrow(x)
+    assert out_narrow.dtype == torch.float32 and not torch.equal(out_exact, out_narrow)  # bf16 was used
+    torch.testing.assert_close(out_narrow, out_exact, rtol=0.05, atol=0.02)
+    grads = [torch.autograd.grad(net(x).square().sum(), list(net.parameters())) for net in (exact, narrow)]
+    for g_exact, g_narrow in zip(*grads):
+        assert g_narrow.dtype == torch.float32
+        assert torch.linalg.norm(g_narrow - g_exact) <= 0.05 * torch.linalg.norm(g_exact)
+
+
+def test_bfloat16_agent_updates_float32_weights_like_the_float32_agent():
+    exact, narrow = make_agent(hidden=[32, 32]), make_agent(hidden=[32, 32], precision="bfloat16")
+    for step in range(3):
+        m_exact = exact.update(make_batch(step), torch.Generator().manual_seed(step))
+        m_narrow = narrow.update(make_batch(step), torch.Generator().manual_seed(step))
+    assert all(p.dtype == torch.float32 for p in narrow.critic.parameters())
+    torch.testing.assert_close(m_narrow["critic_loss"], m_exact["critic_loss"], rtol=0.05, atol=0.01)
+    for a, b in zip(exact.policy.parameters(), narrow.policy.parameters()):
+        torch.testing.assert_close(b, a, rtol=0.05, atol=0.01)
 
 
 def test_tanh_log_prob_matches_torch_distributions():

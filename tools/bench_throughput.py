@@ -9,17 +9,17 @@
    and the same heap policy (our agent applies ``agent.keep_freed_memory`` when built, before SB3 runs).
 2. Achieved GFLOP/s of our update (matmul FLOPs counted by torch's FlopCounterMode, over the measured
    update time) beside the best of square float32 matmuls measured on this machine, alternating.
-3. With AIR (K = 100, N = 500): the share of training wall time spent relabeling, at the bench's
+3. With AIR (K = 100, N = 500, the cache filled first): the share of training wall time spent relabeling, at the bench's
    settings and under each family's shipped ``envs/<family>/air.yaml``; HIPI-RL's training time per
    loop against AIR's at the bench's settings.
 
     python tools/bench_throughput.py [--families point_reacher cheetah_multi] [--repeats 5]
-        [--steps 200] [--threads 1] [--device cpu] [--cheetah-horizon 100] [--compile] [--skip-sb3]
+        [--steps 200] [--threads 1] [--device cpu] [--cheetah-horizon 100] [--compile] [--bf16] [--skip-sb3]
         [--skip-relabel] [--relabel-loops 5] [--hipi-loops 1]
 
-On a GPU (updates/s at batch 256, eager and compiled, no SB3 or relabeling):
+On a GPU (updates/s at batch 256: eager, compiled and bfloat16; no SB3 or relabeling):
 
-    python tools/bench_throughput.py --device cuda --compile --families point_reacher --skip-sb3 --skip-relabel
+    python tools/bench_throughput.py --device cuda --compile --bf16 --families point_reacher --skip-sb3 --skip-relabel
 """
 
 from __future__ import annotations
@@ -44,6 +44,13 @@ HIDDEN = [256, 256]
 BATCH = 256
 LR = 3e-4
 GAMMA = 0.99
+# our variants: agent settings on top of the shared ones
+VARIANTS = {"ours": {}, "ours+compile": {"compile": True}, "ours+bf16": {"precision": "bfloat16"}}
+
+
+def our_variants(args) -> list[str]:
+    """The names of our variants the arguments ask for (keys of VARIANTS)."""
+    return ["ours"] + (["ours+compile"] if args.compile else []) + (["ours+bf16"] if args.bf16 else [])
 
 
 def env_params(family: str, args) -> dict:
@@ -108,7 +115,7 @@ def train_sb3(model, steps: int) -> tuple[float, float]:
 def throughput(args) -> None:
     print(f"== training throughput (env steps/s), {args.repeats} repeats of {args.steps} env steps; one process, "
           f"so both run with torch threads {args.threads} and the heap policy agent.keep_freed_memory sets ==")
-    names = ["ours"] + (["ours+compile"] if args.compile else []) + ([] if args.skip_sb3 else ["sb3"])
+    names = our_variants(args) + ([] if args.skip_sb3 else ["sb3"])
     rows = []
     for family in args.families:
         if family not in REGISTRY.names("env"):
@@ -121,7 +128,7 @@ def throughput(args) -> None:
                 model = sb3_model(family, args)
                 runners[name] = lambda model=model: train_sb3(model, args.steps)
             else:
-                trainer = our_trainer(family, args, agent={"compile": name == "ours+compile"})
+                trainer = our_trainer(family, args, agent=VARIANTS[name])
                 trainer.warmup()
                 trainer.update(1)  # compiles, when asked to
                 runners[name] = lambda trainer=trainer: train_ours(trainer, args.steps)
@@ -172,24 +179,24 @@ def _timed(fn, n: int, device: str) -> tuple[float, float]:
     return (time.perf_counter() - start) / n, (time.process_time() - cpu) / n
 
 
-def matmul_gflops(size: int, n: int, device: str) -> tuple[float, float]:
-    """GFLOP/s of a square float32 matmul per wall second and per CPU second."""
-    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+def matmul_gflops(size: int, n: int, device: str, dtype: torch.dtype = torch.float32) -> tuple[float, float]:
+    """GFLOP/s of a square matmul (float32 by default) per wall second and per CPU second."""
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
     a @ b
     return tuple(2 * size ** 3 / t / 1e9 for t in _timed(lambda: a @ b, n, device))
 
 
 def flop_rate(args) -> None:
     flops = None
-    for compiled in [False, True] if args.compile else [False]:
-        flops = update_flop_rate(args, compiled, flops)
+    for name in our_variants(args):
+        flops = update_flop_rate(args, name, flops)
 
 
-def update_flop_rate(args, compiled: bool, flops: int | None) -> int:
-    """Print updates/s and GFLOP/s of our update beside the matmul ceiling; return the update's FLOPs
-    (counted once, eagerly: compiling keeps the math)."""
+def update_flop_rate(args, name: str, flops: int | None) -> int:
+    """Print updates/s and GFLOP/s of our update beside the matmul ceiling (float32, and bfloat16 for the
+    bf16 variant); return the update's FLOPs (counted once, eagerly: the variants keep the math)."""
     family = args.families[0]
-    trainer = our_trainer(family, args, agent={"compile": compiled})
+    trainer = our_trainer(family, args, agent=VARIANTS[name])
     trainer.warmup()
     agent, buffer = trainer.c.agent, trainer.c.buffer
     gen, update_gen = trainer.gen["buffer"], trainer.gen["update"]
@@ -202,19 +209,30 @@ def update_flop_rate(args, compiled: bool, flops: int | None) -> int:
         flops = counter.get_total_flops()
     walls, cpus, ceilings = [], [], []
     sizes = ((256, 400), (512, 60), (1024, 10)) if args.device == "cpu" else ((1024, 100), (4096, 20), (8192, 5))
+    dtype = torch.bfloat16 if VARIANTS[name].get("precision") == "bfloat16" else torch.float32
     for _ in range(args.repeats):
         walls_cpus = _timed(lambda: agent.update(buffer.sample(BATCH, gen), update_gen), 50, args.device)
         walls.append(walls_cpus[0])
         cpus.append(walls_cpus[1])
-        ceilings.append([max(rates) for rates in zip(*(matmul_gflops(s, m, args.device) for s, m in sizes))])
+        ceilings.append([max(rates) for rates in zip(*(matmul_gflops(s, m, args.device, dtype) for s, m in sizes))])
     print(f"== update FLOP rate ({family}, batch {BATCH}, {HIDDEN} nets, {args.device}, threads {args.threads}, "
-          f"{'compiled' if compiled else 'eager'}) ==")
+          f"{name}; ceiling: {dtype} matmuls) ==")
     print(f"update: {flops / 1e6:.0f} MFLOP (matmuls)")
     for clock, seconds, ceiling in (("wall", walls, [c[0] for c in ceilings]), ("cpu", cpus, [c[1] for c in ceilings])):
         per_update, top = statistics.median(seconds), statistics.median(ceiling)
         print(f"  per {clock} second: {1 / per_update:.1f} updates/s, {flops / per_update / 1e9:.1f} GFLOP/s; "
               f"matmul ceiling {top:.1f} GFLOP/s; {flops / per_update / 1e9 / top:.0%} of ceiling", flush=True)
     return flops
+
+
+def fill_relabel_cache(trainer: Trainer) -> None:
+    """Warm up, then collect random episodes until an AIR relabeler's cache is full (AIR's cost grows with
+    the cached trajectories, so a half-empty cache would flatter it)."""
+    trainer.warmup()
+    relabeler = trainer.c.relabeler
+    cache = getattr(getattr(relabeler, "params", None), "cache", None)
+    while cache is not None and len(relabeler) < cache:
+        trainer.collect_and_store(random_actions=True)
 
 
 def relabel_overhead(args) -> None:
@@ -228,7 +246,7 @@ def relabel_overhead(args) -> None:
             if name not in REGISTRY.names("relabeler") or loops < 1:
                 continue
             trainer = our_trainer(family, args, relabeler=spec)
-            trainer.warmup()
+            fill_relabel_cache(trainer)
             trainer.c.relabeler.diagnostics()  # drop the warm-up's figures
             start = time.perf_counter()
             for _ in range(loops):
@@ -253,7 +271,7 @@ def reference_relabel(args) -> None:
         spec = load_spec(path, ["logging.wandb.mode=disabled", "logging.progress=false"])
         trainer = Trainer(spec)
         torch.set_num_threads(args.threads)
-        trainer.warmup()
+        fill_relabel_cache(trainer)
         trainer.c.relabeler.diagnostics()
         train = spec.run.train
         start = time.perf_counter()
@@ -280,6 +298,7 @@ def main() -> None:
     parser.add_argument("--relabel-loops", type=int, default=5, help="loops timed with AIR")
     parser.add_argument("--hipi-loops", type=int, default=1, help="loops timed with HIPI (slow)")
     parser.add_argument("--compile", action="store_true", help="also ours with agent.compile (slow to start)")
+    parser.add_argument("--bf16", action="store_true", help="also ours with agent.precision=bfloat16")
     parser.add_argument("--skip-sb3", action="store_true")
     parser.add_argument("--skip-relabel", action="store_true")
     args = parser.parse_args()

@@ -12,9 +12,17 @@ class StackedMLP(nn.Module):
     """M independent MLPs with weights [M, in, out], ReLU between layers, no output activation.
 
     The twin critics are one StackedMLP of two members; a population of P seeds is P (or 2P) members.
+
+    Args:
+        members, in_dim, hidden, out_dim: M and the layer sizes.
+        generator: initial weights (torch.nn.Linear's uniform range).
+        hidden_dtype: the dtype the products between hidden layers are computed in (float32 or
+            bfloat16; products are cast back to float32). The first and last layer, the weights, biases,
+            activations and gradients stay float32.
     """
 
-    def __init__(self, members: int, in_dim: int, hidden: list[int], out_dim: int, generator: torch.Generator):
+    def __init__(self, members: int, in_dim: int, hidden: list[int], out_dim: int, generator: torch.Generator,
+                 hidden_dtype: torch.dtype = torch.float32):
         super().__init__()
         dims = [in_dim, *hidden, out_dim]
         self.weights = nn.ParameterList()
@@ -25,10 +33,11 @@ class StackedMLP(nn.Module):
             b = (torch.rand(members, 1, fan_out, generator=generator) * 2 - 1) * bound
             self.weights.append(nn.Parameter(w))
             self.biases.append(nn.Parameter(b))
+        self.hidden_dtype = hidden_dtype
 
     @classmethod
     def concat(cls, nets: list["StackedMLP"]) -> "StackedMLP":
-        """One StackedMLP holding the members of ``nets`` (same layer sizes) in order."""
+        """One StackedMLP holding the members of ``nets`` (same layer sizes and dtype) in order."""
         merged = nets[0]
         if len(nets) > 1:
             with torch.no_grad():
@@ -58,8 +67,12 @@ class StackedMLP(nn.Module):
         if x.shape[0] != count:
             x = x.expand(count, *x.shape[1:])
         last = len(weights) - 1
+        narrow = self.hidden_dtype != torch.float32
         for i, (w, b) in enumerate(zip(weights, biases)):
-            x = torch.baddbmm(b, x, w)
+            if narrow and 0 < i < last:  # a hidden-to-hidden product: the bulk of the arithmetic
+                x = torch.bmm(x.to(self.hidden_dtype), w.to(self.hidden_dtype)).float().add_(b)
+            else:
+                x = torch.baddbmm(b, x, w)
             if i < last:
-                x = x.relu_()  # in place: baddbmm's backward does not need its output
+                x = x.relu_()  # in place: neither product's backward needs its output
         return x
