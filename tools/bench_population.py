@@ -1,7 +1,7 @@
 """Population throughput: P seeds trained in one process (batched updates) beside P separate runs.
 
     MUJOCO_GL=disable python tools/bench_population.py [--sizes 1 4 16] [--families point_reacher cheetah_multi]
-        [--loops 2] [--repeats 1] [--device cpu]
+        [--loops 2] [--repeats 1] [--device cpu] [--precision float32] [--population-threads N]
 
 Each configuration runs one short epoch at the family's reference settings (its envs/<family>/none.yaml:
 networks, batch, env steps and gradient steps per loop) after a short warm-up. Aggregate rates are summed
@@ -24,11 +24,11 @@ from pathlib import Path
 from hindsight.resources import env_asset
 
 
-def overrides(family: str, loops: int, device: str) -> list[str]:
+def overrides(family: str, loops: int, device: str, precision: str) -> list[str]:
     warmup = {"point_reacher": 256, "cheetah_multi": 1000}.get(family, 500)
     return ["logging.wandb.mode=disabled", "logging.progress=false", "train.epochs=1",
             f"train.loops_per_epoch={loops}", f"train.warmup_steps={warmup}", "eval.episodes=1",
-            f"agent.device={device}", "buffer.capacity=100000"]
+            f"agent.device={device}", f"agent.precision={precision}", "buffer.capacity=100000"]
 
 
 def launch(family: str, out: Path, extra: list[str]) -> subprocess.Popen:
@@ -53,9 +53,9 @@ def wait(processes: list[subprocess.Popen]) -> None:
             raise SystemExit(f"a benchmark run failed:\n{stderr[-2000:]}")
 
 
-def measure(family: str, size: int, loops: int, device: str, root: Path,
+def measure(family: str, size: int, loops: int, device: str, precision: str, root: Path,
             population_threads: int) -> dict[str, tuple[float, float]]:
-    base = overrides(family, loops, device)
+    base = overrides(family, loops, device, precision)
     seeds = list(range(size))
     population_dir = root / f"{family}-pop{size}"
     wait([launch(family, population_dir, base + [f"seeds={seeds}", f"agent.threads={population_threads}"])])
@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("--loops", type=int, default=2, help="loops in the measured epoch")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                        help="agent.precision of every run (bfloat16: hidden products in bfloat16)")
     parser.add_argument("--population-threads", type=int, default=os.cpu_count() or 1,
                         help="torch threads of the population process (the separate runs use one each)")
     args = parser.parse_args()
@@ -80,7 +82,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for family in args.families:
             for size in args.sizes:
-                results = [measure(family, size, args.loops, args.device, Path(tmp) / f"r{r}", args.population_threads)
+                results = [measure(family, size, args.loops, args.device, args.precision, Path(tmp) / f"r{r}",
+                                   args.population_threads)
                            for r in range(args.repeats)]
                 pop_steps = statistics.median(r["population"][0] for r in results)
                 sep_steps = statistics.median(r["separate"][0] for r in results)
