@@ -240,9 +240,13 @@ def test_air_ties_are_broken_by_advantage():
     assert diagnostics["relabel/calls"] == 1
 
 
-def test_air_matches_a_brute_force_ranking():
+@pytest.mark.parametrize("score_chunk", [None, 2 * 20 * 20])
+def test_air_matches_a_brute_force_ranking(monkeypatch, score_chunk):
     """Percentiles among the 6 most recent trajectories (3 older ones, then the batch's 3), computed one
-    candidate and one trajectory at a time; keep the 3 best by (percentile, advantage)."""
+    candidate and one trajectory at a time; keep the 3 best by (percentile, advantage). Also with the
+    reward matrix scored two trajectories at a time."""
+    if score_chunk is not None:
+        monkeypatch.setattr("hindsight.relabel.candidates.SCORE_CHUNK", score_chunk)
     agent = small_sac()
     ctx = reacher_ctx(agent, 0)
     air = AIR(AIR.Params(cache=6, candidates=20, keep=3))

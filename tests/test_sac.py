@@ -71,6 +71,18 @@ def test_bfloat16_agent_updates_float32_weights_like_the_float32_agent():
         torch.testing.assert_close(b, a, rtol=0.05, atol=0.01)
 
 
+def test_gradient_free_evaluation_in_chunks_matches_one_pass(monkeypatch):
+    from hindsight.agents import networks
+
+    net = StackedMLP(2, 5, [16, 16], 3, torch.Generator().manual_seed(1))
+    x = torch.randn(2, 100, 5)
+    whole, broadcast = net(x).detach(), net(x[:1]).detach()  # with gradients: always one pass
+    monkeypatch.setattr(networks, "CHUNK_ELEMENTS", 2 * 16 * 7)  # 7 rows per chunk: 15 chunks, the last short
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), whole)
+        torch.testing.assert_close(net(x[:1]), broadcast)
+
+
 def test_tanh_log_prob_matches_torch_distributions():
     mean, log_std = torch.randn(64, 3), torch.randn(64, 3).clamp(-2, 1)
     noise = torch.randn(64, 3)

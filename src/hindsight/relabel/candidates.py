@@ -21,15 +21,29 @@ def candidate_tasks(original: torch.Tensor, count: int, ctx: RelabelContext) -> 
     return torch.cat([original, fresh], 0)
 
 
+# reward-matrix entries scored per reward-family call (float32: 1 MiB, so the temporaries stay in cache)
+SCORE_CHUNK = 1 << 18
+
+
 def returns_under(batch_features: torch.Tensor, batch_actions: torch.Tensor, mask: torch.Tensor,
                   candidates: torch.Tensor, ctx: RelabelContext) -> torch.Tensor:
     """Discounted returns [B, K] of B trajectories (features [B, T, F], actions [B, T, A], valid-step
-    mask [B, T]) under each of the K shared candidates [K, Z]: one reward-family call."""
-    B, K = batch_features.shape[0], candidates.shape[0]
-    rewards = ctx.reward.reward(batch_features, batch_actions, candidates[None].expand(B, K, -1))  # [B, K, T]
-    steps = torch.arange(rewards.shape[-1], device=rewards.device, dtype=rewards.dtype)
-    weights = mask.to(rewards.dtype) * ctx.agent.gamma ** steps                  # [B, T]: gamma^t on valid steps
-    return torch.einsum("bkt,bt->bk", rewards, weights)  # as discounted_returns, without [B, K, T] temporaries
+    mask [B, T]) under each of the K shared candidates [K, Z].
+
+    The reward family scores chunks of trajectories (about SCORE_CHUNK entries of the [B, K, T] reward
+    matrix each): one call for small batches, and AIR's 500 x 100 x T scoring runs in cache.
+    """
+    B, K, T = batch_features.shape[0], candidates.shape[0], batch_features.shape[1]
+    steps = torch.arange(T, device=batch_features.device, dtype=batch_features.dtype)
+    weights = mask.to(batch_features.dtype) * ctx.agent.gamma ** steps            # [B, T]: gamma^t on valid steps
+    rows = max(1, SCORE_CHUNK // max(K * T, 1))
+    returns = []
+    for start in range(0, B, rows):
+        part = slice(start, start + rows)
+        n = batch_features[part].shape[0]
+        rewards = ctx.reward.reward(batch_features[part], batch_actions[part], candidates[None].expand(n, K, -1))
+        returns.append(torch.einsum("bkt,bt->bk", rewards, weights[part]))  # as discounted_returns
+    return returns[0] if len(returns) == 1 else torch.cat(returns)
 
 
 def batch_percentiles(reference: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
