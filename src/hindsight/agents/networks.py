@@ -57,9 +57,9 @@ class StackedMLP(nn.Module):
     def forward(self, x: torch.Tensor, select: slice | None = None) -> torch.Tensor:
         """Evaluate every member (or the members ``select`` picks) on its own input.
 
-        Without gradients, large inputs run in chunks of rows so that each layer's activations stay in
-        the CPU cache (an evaluation of N x C candidate pairs would otherwise stream hundreds of MB per
-        layer through memory); each row's result is the same either way.
+        Without gradients on CPU, large inputs run in chunks of rows so that each layer's activations stay
+        in cache (an evaluation of N x C candidate pairs would otherwise stream hundreds of MB per layer
+        through memory); each row's result is the same either way.
 
         Args:
             x: [M', N, in] with M' the number of evaluated members (or [1, N, in], broadcast to them).
@@ -78,7 +78,7 @@ class StackedMLP(nn.Module):
         # the hidden-to-hidden products (the bulk of the arithmetic) in hidden_dtype
         weights = [w.to(self.hidden_dtype) if 0 < i < last else w for i, w in enumerate(weights)]
         rows = max(1, CHUNK_ELEMENTS // (count * max(w.shape[-1] for w in weights)))
-        if torch.is_grad_enabled() or x.shape[1] <= rows:
+        if torch.is_grad_enabled() or x.device.type != "cpu" or x.shape[1] <= rows:
             return self._layers(x, weights, biases)
         return torch.cat([self._layers(part, weights, biases) for part in x.split(rows, dim=1)], 1)
 

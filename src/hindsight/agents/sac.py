@@ -148,10 +148,11 @@ class SAC:
             generator: torch.Generator | None = None, member: int = 0) -> torch.Tensor:
         """Actions [B, A] for obs [B, O] and tasks [B, Z]: tanh(mean) if deterministic, else a sample."""
         obs, tasks = obs.to(self.device)[None], tasks.to(self.device)[None]
+        mean, log_std = self._policy_dist(obs, tasks, member)
         if deterministic:
-            return torch.tanh(self._policy_dist(obs, tasks, member)[0])[0]
+            return torch.tanh(mean)[0]
         noise = self._noise((obs.shape[1], self.action_dim), [generator])
-        return self._sample(obs, tasks, noise, member)[0][0]
+        return torch.tanh(torch.addcmul(mean, log_std.exp(), noise))[0]  # as _sample, without log pi
 
     @torch.no_grad()
     def q(self, obs: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor, member: int = 0) -> torch.Tensor:
