@@ -70,3 +70,30 @@ def test_seeds_must_be_distinct(tiny_spec):
     tiny_spec["seeds"] = [1, 1]
     with pytest.raises(SpecError, match="seeds: Value error, seeds must be distinct"):
         validate(tiny_spec)
+
+
+def test_collecting_members_together_equals_collecting_each_alone():
+    """One policy call per time step for all members' environments gives each member the episodes it
+    would collect alone."""
+    import torch
+
+    from hindsight.registry import REGISTRY
+    from hindsight.train.collector import Collector, collect_together
+    from hindsight.train.trainer import make_envs
+
+    family = REGISTRY.get("env", "point_reacher")(REGISTRY.get("env", "point_reacher").Params())
+    reward = REGISTRY.get("reward", "point_reacher")()
+
+    def collectors():
+        return [Collector(make_envs(family, reward, seed, "env/train", 2), family.horizon, reward) for seed in (3, 4)]
+
+    def policy(obs, tasks):  # any deterministic function of the rows; [..., O], [..., Z] -> [..., A]
+        return torch.tanh(obs[..., :2] * 3 - tasks[..., 2:4] + obs[..., 4:5])
+
+    tasks = [family.task_distribution.sample(2, torch.Generator().manual_seed(s)) for s in (5, 6)]
+    together = collect_together(collectors(), policy, tasks)
+    alone = [c.collect(policy, z) for c, z in zip(collectors(), tasks)]
+    assert not torch.equal(together[0].actions, together[1].actions)
+    for a, b in zip(together, alone):
+        for field in ("obs", "actions", "features", "rewards", "tasks", "lengths", "terminated"):
+            assert torch.equal(getattr(a, field), getattr(b, field)), field

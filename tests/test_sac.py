@@ -83,6 +83,18 @@ def test_gradient_free_evaluation_in_chunks_matches_one_pass(monkeypatch):
         torch.testing.assert_close(net(x[:1]), broadcast)
 
 
+def test_act_members_draws_what_each_member_draws_alone():
+    agent = SAC(SAC.Params(hidden=[8, 8]), obs_dim=O, action_dim=A, task_dim=Z, members=3,
+                generator=[torch.Generator().manual_seed(s) for s in range(3)])
+    obs, tasks = torch.randn(3, 5, O), torch.randn(3, 5, Z)
+    together = agent.act_members(obs, tasks, [torch.Generator().manual_seed(10 + p) for p in range(3)])
+    assert together.shape == (3, 5, A)
+    for p in range(3):
+        alone = agent.act(obs[p], tasks[p], deterministic=False, generator=torch.Generator().manual_seed(10 + p),
+                          member=p)
+        torch.testing.assert_close(together[p], alone)
+
+
 def test_tanh_log_prob_matches_torch_distributions():
     mean, log_std = torch.randn(64, 3), torch.randn(64, 3).clamp(-2, 1)
     noise = torch.randn(64, 3)

@@ -155,6 +155,15 @@ class SAC:
         return torch.tanh(torch.addcmul(mean, log_std.exp(), noise))[0]  # as _sample, without log pi
 
     @torch.no_grad()
+    def act_members(self, obs: torch.Tensor, tasks: torch.Tensor, generators: list[torch.Generator | None]) -> torch.Tensor:
+        """Every member's sampled actions [P, B, A] for obs [P, B, O] and tasks [P, B, Z], member p's noise
+        drawn from ``generators[p]`` (the draws of ``act(..., member=p)`` with that generator)."""
+        obs, tasks = obs.to(self.device), tasks.to(self.device)
+        mean, log_std = self._policy_dist(obs, tasks)
+        noise = self._noise((obs.shape[1], self.action_dim), generators)
+        return torch.tanh(torch.addcmul(mean, log_std.exp(), noise))
+
+    @torch.no_grad()
     def q(self, obs: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor, member: int = 0) -> torch.Tensor:
         """min(Q1, Q2) [N] for obs [N, O], actions [N, A], tasks [N, Z]."""
         return self._critic(obs[None], actions[None], tasks[None], member=member)[0].min(0).values

@@ -2,7 +2,8 @@
 
 Each member is a Trainer with its own environments, buffer, relabeler state and generators, exactly as
 if it ran alone; only the agent is shared: a SAC of P members whose gradient updates for all members
-run as one batched computation (stacked parameters, batched matrix products, one optimiser step).
+run as one batched computation (stacked parameters, batched matrix products, one optimiser step), and
+whose actions for all members' environments come from one policy call per time step.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from hindsight.batches import TransitionBatch
 from hindsight.specs import ResolvedSpec
 from hindsight.train import faults
 from hindsight.train.checkpoint import save_atomic
-from hindsight.train.trainer import Trainer, build_agent, run_lockstep
+from hindsight.train.collector import collect_together
+from hindsight.train.trainer import NonFiniteError, Trainer, build_agent, run_lockstep
 
 
 class PopulationTrainer:
@@ -51,6 +53,22 @@ class PopulationTrainer:
         """Checkpoint and stop at the next safe point (safe to call from a signal handler)."""
         self._stop_requested = True
 
+    def _policy(self, obs: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+        """Every member's sampled actions [P, B, A] for obs [P, B, O], tasks [P, B, Z] in one call."""
+        generators = [member.gen["policy"] for member in self.members]
+        actions = self.agent.act_members(obs, tasks, generators).cpu()
+        if not torch.isfinite(actions).all():
+            raise NonFiniteError(f"agent: the policy produced non-finite actions in epoch {self.epoch + 1}")
+        return actions
+
+    def collect_for_loop(self) -> None:
+        """Every member collects, relabels and stores its batch of episodes, stepped together."""
+        batches = collect_together([member.collector for member in self.members], self._policy,
+                                   [member.next_tasks() for member in self.members])
+        for member, batch in zip(self.members, batches):
+            member.store(batch)
+            member.count_episodes(batch)
+
     def update(self, count: int) -> None:
         """``count`` batched gradient steps: one minibatch per member, one update for all."""
         generators = [member.gen["update"] for member in self.members]
@@ -65,7 +83,8 @@ class PopulationTrainer:
 
     def run(self) -> list[list[dict[str, Any]]]:
         """Train every remaining epoch; returns each member's rows from this session."""
-        return run_lockstep(self.members, self.update, self.save_checkpoint, lambda: self._stop_requested)
+        return run_lockstep(self.members, self.collect_for_loop, self.update, self.save_checkpoint,
+                            lambda: self._stop_requested)
 
     def state_dict(self) -> dict[str, Any]:
         """The shared agent and every member's own state (weights_only-loadable)."""

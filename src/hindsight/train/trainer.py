@@ -158,10 +158,18 @@ class Trainer:
             raise NonFiniteError(f"agent: the policy produced non-finite actions in epoch {self.epoch + 1}")
         return actions
 
+    def next_tasks(self) -> torch.Tensor:
+        """Tasks [B, Z] for the next batch of episodes, one per training environment."""
+        return self.c.family.task_distribution.sample(len(self.collector.envs), self.gen["tasks"])
+
     def collect_and_store(self, random_actions: bool = False) -> TrajectoryBatch:
         """Collect one batch of episodes, relabel it and store every copy in the buffer."""
-        tasks = self.c.family.task_distribution.sample(len(self.collector.envs), self.gen["tasks"])
-        batch = self.collector.collect(self._random_policy if random_actions else self._policy, tasks)
+        batch = self.collector.collect(self._random_policy if random_actions else self._policy, self.next_tasks())
+        self.store(batch)
+        return batch
+
+    def store(self, batch: TrajectoryBatch) -> None:
+        """Count a collected batch's steps, relabel it and store every copy in the buffer."""
         self.env_steps += int(batch.lengths.sum())
         relabeled = self.c.relabeler.relabel(batch, self.ctx)                    # [B, m, Z]
         all_tasks = torch.cat([batch.tasks[:, None].to(relabeled.device), relabeled], 1)
@@ -171,7 +179,6 @@ class Trainer:
             raise NonFiniteError(f"reward family {self.spec.run.reward.kind!r} returned non-finite rewards "
                                  f"in epoch {self.epoch + 1}")
         self.c.buffer.add(batch, all_tasks, rewards)
-        return batch
 
     def sample_batch(self) -> TransitionBatch:
         """A minibatch from the buffer, rewritten by sample-time relabelers."""
@@ -203,7 +210,10 @@ class Trainer:
 
     def collect_for_loop(self) -> None:
         """The collection half of a loop: one batch of episodes collected, relabeled and stored."""
-        batch = self.collect_and_store()
+        self.count_episodes(self.collect_and_store())
+
+    def count_episodes(self, batch: TrajectoryBatch) -> None:
+        """Add a loop's collected episodes to the epoch's training return."""
         self.progress.return_sum += float((batch.rewards * batch.mask).sum())
         self.progress.episodes += batch.num
 
@@ -251,7 +261,8 @@ class Trainer:
 
         Raises StopRequested (after checkpointing) if ``request_stop`` was called, NonFiniteError on divergence.
         """
-        return run_lockstep([self], self.update, self.save_checkpoint, lambda: self._stop_requested)[0]
+        return run_lockstep([self], self.collect_for_loop, self.update, self.save_checkpoint,
+                            lambda: self._stop_requested)[0]
 
     # ----- checkpoints -----
     def state_dict(self) -> dict[str, Any]:
@@ -289,12 +300,13 @@ class Trainer:
             save_atomic(self.state_dict(), self.checkpoint_path)
 
 
-def run_lockstep(members: list[Trainer], update: Callable[[int], None], checkpoint: Callable[[], None],
-                 stop_requested: Callable[[], bool]) -> list[list[dict[str, Any]]]:
+def run_lockstep(members: list[Trainer], collect: Callable[[], None], update: Callable[[int], None],
+                 checkpoint: Callable[[], None], stop_requested: Callable[[], bool]) -> list[list[dict[str, Any]]]:
     """Algorithm 1 for one or more members in lockstep (they share the spec's loop sizes).
 
-    Each loop, every member collects and stores a batch of episodes, then ``update(n)`` runs the loop's
-    gradient steps (batched across members for a population). After each epoch every member's row goes
+    Each loop, ``collect()`` has every member collect and store a batch of episodes (one policy call per
+    time step for all members of a population), then ``update(n)`` runs the loop's gradient steps
+    (batched across members for a population). After each epoch every member's row goes
     to its sinks and ``checkpoint()`` runs every ``train.checkpoint_every`` epochs and at the end. When
     ``stop_requested()`` turns true, the loop checkpoints at the next safe point and raises StopRequested.
 
@@ -321,8 +333,7 @@ def run_lockstep(members: list[Trainer], update: Callable[[int], None], checkpoi
     while lead.epoch < train.epochs:
         while lead.progress.loop < train.loops_per_epoch:
             start = time.perf_counter()
-            for member in members:
-                member.collect_for_loop()
+            collect()
             update(train.updates_per_loop)
             for member in members:
                 member.end_loop(time.perf_counter() - start)
