@@ -74,6 +74,24 @@ def test_reward_family_is_batched_without_cross_talk(name):
             torch.testing.assert_close(alone[0, 0], together[b, k])
 
 
+@pytest.mark.parametrize("name", REWARDS)
+def test_weighted_returns_where_defined_equal_the_summed_rewards(name):
+    reward_cls = REGISTRY.get("reward", name)
+    reward = reward_cls(reward_cls.Params())
+    if not hasattr(reward, "weighted_returns"):
+        pytest.skip(f"{name} has no closed-form weighted_returns")
+    family = env_for(reward_cls)
+    family = family(family.Params())
+    gen = torch.Generator().manual_seed(2)
+    B, K, T = 3, 4, 6
+    features = torch.randn(B, T, reward.feature_dim, generator=gen)
+    actions = torch.rand(B, T, family.action_dim, generator=gen) * 2 - 1
+    tasks = family.task_distribution.sample(K, gen)
+    weights = torch.rand(B, T, generator=gen) * (torch.arange(T) < torch.tensor([[6], [3], [1]]))
+    expected = (reward.reward(features, actions, tasks[None].expand(B, K, -1)) * weights[:, None]).sum(-1)
+    torch.testing.assert_close(reward.weighted_returns(features, actions, tasks, weights), expected)
+
+
 @pytest.mark.parametrize("name", AGENTS)
 def test_agent_contract(name):
     agent_cls = REGISTRY.get("agent", name)

@@ -15,7 +15,8 @@
 
     python tools/bench_throughput.py [--families point_reacher cheetah_multi] [--repeats 5]
         [--steps 200] [--threads 1] [--device cpu] [--cheetah-horizon 100] [--compile] [--bf16] [--skip-sb3]
-        [--skip-relabel] [--relabel-loops 5] [--hipi-loops 1]
+        [--skip-relabel] [--relabel-loops 5] [--hipi-loops 1] [--hipi-candidates C ...]
+        [--relabel-precision float32]
 
 On a GPU (updates/s at batch 256: eager, compiled and bfloat16; no SB3 or relabeling):
 
@@ -241,11 +242,13 @@ def relabel_overhead(args) -> None:
         if family not in REGISTRY.names("env"):
             continue
         per_loop = {}
-        for name, spec, loops in (("air", {"kind": "air", "candidates": 100, "cache": 500}, args.relabel_loops),
-                                  ("hipi", {"kind": "hipi"}, args.hipi_loops)):
-            if name not in REGISTRY.names("relabeler") or loops < 1:
+        runs = [("air", {"kind": "air", "candidates": 100, "cache": 500}, args.relabel_loops),
+                ("hipi", {"kind": "hipi"}, args.hipi_loops)]
+        runs += [(f"hipi-C{c}", {"kind": "hipi", "candidates": c}, args.hipi_loops) for c in args.hipi_candidates]
+        for name, spec, loops in runs:
+            if spec["kind"] not in REGISTRY.names("relabeler") or loops < 1:
                 continue
-            trainer = our_trainer(family, args, relabeler=spec)
+            trainer = our_trainer(family, args, relabeler=spec, agent={"precision": args.relabel_precision})
             fill_relabel_cache(trainer)
             trainer.c.relabeler.diagnostics()  # drop the warm-up's figures
             start = time.perf_counter()
@@ -255,10 +258,10 @@ def relabel_overhead(args) -> None:
             wall = time.perf_counter() - start
             spent = trainer.c.relabeler.diagnostics()["relabel/seconds"]
             per_loop[name] = wall / loops
-            print(f"{family:<16}{name:<6} {wall / loops:7.2f} s per loop (one episode + one update per step), "
+            print(f"{family:<16}{name:<9} {wall / loops:7.2f} s per loop (one episode + one update per step), "
                   f"relabeling {spent / wall:.2%} of it", flush=True)
-        if len(per_loop) == 2:
-            print(f"{family:<16}HIPI / AIR training time per loop: {per_loop['hipi'] / per_loop['air']:.2f}x")
+        for name in [n for n in per_loop if n.startswith("hipi") and "air" in per_loop]:
+            print(f"{family:<16}{name} / AIR training time per loop: {per_loop[name] / per_loop['air']:.2f}x")
 
 
 def reference_relabel(args) -> None:
@@ -268,7 +271,8 @@ def reference_relabel(args) -> None:
         path = ROOT / "envs" / family / "air.yaml"
         if not path.exists():
             continue
-        spec = load_spec(path, ["logging.wandb.mode=disabled", "logging.progress=false"])
+        spec = load_spec(path, ["logging.wandb.mode=disabled", "logging.progress=false",
+                               f"agent.precision={args.relabel_precision}"])
         trainer = Trainer(spec)
         torch.set_num_threads(args.threads)
         fill_relabel_cache(trainer)
@@ -297,6 +301,10 @@ def main() -> None:
     parser.add_argument("--cheetah-horizon", type=int, default=100)
     parser.add_argument("--relabel-loops", type=int, default=5, help="loops timed with AIR")
     parser.add_argument("--hipi-loops", type=int, default=1, help="loops timed with HIPI (slow)")
+    parser.add_argument("--hipi-candidates", type=int, nargs="*", default=[],
+                        help="also HIPI with these candidate caps (relabeler.candidates)")
+    parser.add_argument("--relabel-precision", default="float32", choices=["float32", "bfloat16"],
+                        help="agent.precision of the relabeling runs")
     parser.add_argument("--compile", action="store_true", help="also ours with agent.compile (slow to start)")
     parser.add_argument("--bf16", action="store_true", help="also ours with agent.precision=bfloat16")
     parser.add_argument("--skip-sb3", action="store_true")

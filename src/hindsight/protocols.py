@@ -60,6 +60,11 @@ class RewardFamily(Protocol):
             tasks: [B, K, Z] candidate tasks for each of the B items.
         Returns:
             [B, K, T] rewards.
+
+        A family may also define ``weighted_returns(features [B, T, F], actions [B, T, A], tasks [K, Z],
+        weights [B, T]) -> [B, K]``, the sums over t of weights[b, t] * r(step b, t | tasks[k]) (discounted
+        returns when the weights are gamma^t on valid steps), computed without the [B, K, T] reward tensor
+        (e.g. a reward linear in z). Relabelers that score many trajectories under many candidates use it.
         """
 
 

@@ -30,12 +30,16 @@ def returns_under(batch_features: torch.Tensor, batch_actions: torch.Tensor, mas
     """Discounted returns [B, K] of B trajectories (features [B, T, F], actions [B, T, A], valid-step
     mask [B, T]) under each of the K shared candidates [K, Z].
 
-    On CPU the reward family scores chunks of trajectories (about SCORE_CHUNK entries of the [B, K, T]
-    reward matrix each), so that AIR's 500 x 100 x T scoring runs in cache; one call on other devices.
+    Uses the family's ``weighted_returns`` where it has one. Otherwise, on CPU, the reward family scores
+    chunks of trajectories (about SCORE_CHUNK entries of the [B, K, T] reward matrix each), so that AIR's
+    500 x 100 x T scoring runs in cache; one call on other devices.
     """
     B, K, T = batch_features.shape[0], candidates.shape[0], batch_features.shape[1]
     steps = torch.arange(T, device=batch_features.device, dtype=batch_features.dtype)
     weights = mask.to(batch_features.dtype) * ctx.agent.gamma ** steps            # [B, T]: gamma^t on valid steps
+    closed_form = getattr(ctx.reward, "weighted_returns", None)
+    if closed_form is not None:
+        return closed_form(batch_features, batch_actions, candidates, weights)
     rows = max(1, SCORE_CHUNK // max(K * T, 1) if batch_features.device.type == "cpu" else B)
     returns = []
     for start in range(0, B, rows):

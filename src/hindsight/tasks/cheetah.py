@@ -79,6 +79,12 @@ class CheetahReward:
         feature), tasks [B, K, 4]."""
         return torch.einsum("btf,bkf->bkt", features, tasks)
 
+    def weighted_returns(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor,
+                         weights: torch.Tensor) -> torch.Tensor:
+        """[B, K] sums of weights [B, T] times the rewards under tasks [K, 4]: linear in z, so the weighted
+        feature sums [B, 4] times the tasks."""
+        return torch.einsum("btf,bt->bf", features, weights) @ tasks.t()
+
 
 class CheetahTask(MultiTaskTask):
     """The dm_control task: noisy reset, four objective features, never terminates."""
