@@ -258,3 +258,20 @@ def test_keep_freed_memory_is_harmless_to_call_again():
 
     assert keep_freed_memory() in (True, False)
     make_agent(keep_freed_memory=True).update(make_batch(), torch.Generator().manual_seed(0))
+
+
+def test_cpu_bfloat16_support_is_read_from_the_cpu_flags(tmp_path):
+    from hindsight.agents.host import cpu_has_native_bfloat16
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n\nprocessor\t: 1\nflags\t\t: fpu avx2\n")
+    assert cpu_has_native_bfloat16(info) is False
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f amx_bf16 amx_tile\n")
+    assert cpu_has_native_bfloat16(info) is True
+    assert cpu_has_native_bfloat16(tmp_path / "missing") is None
+
+
+def test_bfloat16_on_a_cpu_without_it_warns(monkeypatch):
+    monkeypatch.setattr("hindsight.agents.sac.cpu_has_native_bfloat16", lambda: False)
+    with pytest.warns(UserWarning, match="emulated"):
+        make_agent(precision="bfloat16")

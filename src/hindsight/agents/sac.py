@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from typing import Any, Literal
 
 import attrs
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from hindsight.agents.host import keep_freed_memory
+from hindsight.agents.host import cpu_has_native_bfloat16, keep_freed_memory
 from hindsight.agents.networks import StackedMLP
 from hindsight.agents.optim import FusedAdam
 from hindsight.batches import TransitionBatch
@@ -90,6 +91,9 @@ class SAC:
             torch.set_num_threads(params.threads)
         if self.device.type == "cpu" and params.keep_freed_memory:
             keep_freed_memory()
+        if self.device.type == "cpu" and params.precision == "bfloat16" and cpu_has_native_bfloat16() is False:
+            warnings.warn("agent.precision=bfloat16 on a CPU without native bfloat16 (no amx_bf16 or avx512_bf16 "
+                          "flag): its products are emulated and slower than float32", stacklevel=2)
         self.gamma = params.gamma
         self.batch_size = params.batch_size
         self.action_dim = action_dim
