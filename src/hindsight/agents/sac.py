@@ -125,6 +125,11 @@ class SAC:
         mean, log_std = out.chunk(2, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
+    def _actions(self, obs, tasks, noise: torch.Tensor, member: int | None = None) -> torch.Tensor:
+        """Squashed actions tanh(mean + std * noise) [P', N, A], without their log-probabilities."""
+        mean, log_std = self._policy_dist(obs, tasks, member)
+        return torch.tanh(torch.addcmul(mean, log_std.exp(), noise))
+
     def _sample(self, obs, tasks, noise: torch.Tensor, member: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Squashed actions tanh(mean + std * noise) [P', N, A] and their log-probabilities [P', N]."""
         mean, log_std = self._policy_dist(obs, tasks, member)
@@ -152,20 +157,17 @@ class SAC:
             generator: torch.Generator | None = None, member: int = 0) -> torch.Tensor:
         """Actions [B, A] for obs [B, O] and tasks [B, Z]: tanh(mean) if deterministic, else a sample."""
         obs, tasks = obs.to(self.device)[None], tasks.to(self.device)[None]
-        mean, log_std = self._policy_dist(obs, tasks, member)
         if deterministic:
-            return torch.tanh(mean)[0]
+            return torch.tanh(self._policy_dist(obs, tasks, member)[0])[0]
         noise = self._noise((obs.shape[1], self.action_dim), [generator])
-        return torch.tanh(torch.addcmul(mean, log_std.exp(), noise))[0]  # as _sample, without log pi
+        return self._actions(obs, tasks, noise, member)[0]
 
     @torch.no_grad()
     def act_members(self, obs: torch.Tensor, tasks: torch.Tensor, generators: list[torch.Generator | None]) -> torch.Tensor:
         """Every member's sampled actions [P, B, A] for obs [P, B, O] and tasks [P, B, Z], member p's noise
         drawn from ``generators[p]`` (the draws of ``act(..., member=p)`` with that generator)."""
         obs, tasks = obs.to(self.device), tasks.to(self.device)
-        mean, log_std = self._policy_dist(obs, tasks)
-        noise = self._noise((obs.shape[1], self.action_dim), generators)
-        return torch.tanh(torch.addcmul(mean, log_std.exp(), noise))
+        return self._actions(obs, tasks, self._noise((obs.shape[1], self.action_dim), generators))
 
     @torch.no_grad()
     def q(self, obs: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor, member: int = 0) -> torch.Tensor:

@@ -47,7 +47,7 @@ def returns_under(batch_features: torch.Tensor, batch_actions: torch.Tensor, mas
         n = batch_features[part].shape[0]
         rewards = ctx.reward.reward(batch_features[part], batch_actions[part], candidates[None].expand(n, K, -1))
         returns.append(torch.einsum("bkt,bt->bk", rewards, weights[part]))  # as discounted_returns
-    return returns[0] if len(returns) == 1 else torch.cat(returns) if returns else weights.new_zeros(0, K)
+    return torch.cat(returns) if returns else weights.new_zeros(0, K)
 
 
 def batch_percentiles(reference: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:

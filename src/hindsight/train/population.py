@@ -19,7 +19,7 @@ from hindsight.specs import ResolvedSpec
 from hindsight.train import faults
 from hindsight.train.checkpoint import save_atomic
 from hindsight.train.collector import collect_together
-from hindsight.train.trainer import NonFiniteError, Trainer, build_agent, run_lockstep
+from hindsight.train.trainer import Trainer, build_agent, finite_actions, run_lockstep
 
 
 class PopulationTrainer:
@@ -56,10 +56,7 @@ class PopulationTrainer:
     def _policy(self, obs: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
         """Every member's sampled actions [P, B, A] for obs [P, B, O], tasks [P, B, Z] in one call."""
         generators = [member.gen["policy"] for member in self.members]
-        actions = self.agent.act_members(obs, tasks, generators).cpu()
-        if not torch.isfinite(actions).all():
-            raise NonFiniteError(f"agent: the policy produced non-finite actions in epoch {self.epoch + 1}")
-        return actions
+        return finite_actions(self.agent.act_members(obs, tasks, generators), self.epoch)
 
     def collect_for_loop(self) -> None:
         """Every member collects, relabels and stores its batch of episodes, stepped together."""

@@ -67,6 +67,14 @@ class NonFiniteError(Exception):
     """Training produced a non-finite loss, parameter or reward; the message names the component and epoch."""
 
 
+def finite_actions(actions: torch.Tensor, epoch: int) -> torch.Tensor:
+    """The policy's actions on the CPU, or NonFiniteError naming epoch ``epoch + 1`` if any is not finite."""
+    actions = actions.cpu()
+    if not torch.isfinite(actions).all():
+        raise NonFiniteError(f"agent: the policy produced non-finite actions in epoch {epoch + 1}")
+    return actions
+
+
 class StopRequested(Exception):
     """The run stopped early on request (SIGINT/SIGTERM) after writing a checkpoint."""
 
@@ -153,10 +161,8 @@ class Trainer:
         return torch.rand(obs.shape[0], self.c.family.action_dim, generator=self.gen["warmup"]) * 2 - 1
 
     def _policy(self, obs: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
-        actions = self.c.agent.act(obs, tasks, deterministic=False, generator=self.gen["policy"]).cpu()
-        if not torch.isfinite(actions).all():
-            raise NonFiniteError(f"agent: the policy produced non-finite actions in epoch {self.epoch + 1}")
-        return actions
+        return finite_actions(self.c.agent.act(obs, tasks, deterministic=False, generator=self.gen["policy"]),
+                              self.epoch)
 
     def next_tasks(self) -> torch.Tensor:
         """Tasks [B, Z] for the next batch of episodes, one per training environment."""
