@@ -2,12 +2,15 @@
 
     MUJOCO_GL=disable python tools/bench_population.py [--sizes 1 4 16] [--families point_reacher cheetah_multi]
         [--loops 2] [--repeats 1] [--device cpu] [--precision float32] [--population-threads N]
+        [--separate-at-once N]
 
 Each configuration runs one short epoch at the family's reference settings (its envs/<family>/none.yaml:
 networks, batch, env steps and gradient steps per loop) after a short warm-up. Aggregate rates are summed
 over members from each run's metrics (epoch wall time: collection plus updates, evaluation excluded).
-The separate runs are P processes started together, as a study's workers would run them, one torch thread
-each; the population is one process and may use every core (``--population-threads``, default all).
+The separate runs are P processes with one torch thread each, started together (or in waves of
+``--separate-at-once``, as a study with that many workers runs them: on 2 cores, 2 at a time avoids
+time-slicing 4 processes over 2 cores); the population is one process and may use every core
+(``--population-threads``, default all).
 """
 
 from __future__ import annotations
@@ -54,15 +57,20 @@ def wait(processes: list[subprocess.Popen]) -> None:
 
 
 def measure(family: str, size: int, loops: int, device: str, precision: str, root: Path,
-            population_threads: int) -> dict[str, tuple[float, float]]:
+            population_threads: int, at_once: int) -> dict[str, tuple[float, float]]:
     base = overrides(family, loops, device, precision)
     seeds = list(range(size))
     population_dir = root / f"{family}-pop{size}"
     wait([launch(family, population_dir, base + [f"seeds={seeds}", f"agent.threads={population_threads}"])])
     separate_dirs = [root / f"{family}-sep{size}-{seed}" for seed in seeds]
-    wait([launch(family, d, base + [f"seed={seed}", "agent.threads=1"]) for seed, d in zip(seeds, separate_dirs)])
+    waves = [list(zip(seeds, separate_dirs))[start:start + at_once] for start in range(0, size, at_once)]
+    for wave in waves:
+        wait([launch(family, d, base + [f"seed={seed}", "agent.threads=1"]) for seed, d in wave])
+    # every run does the same work W, and a wave of n runs at summed rate R takes n W / R: the sustained
+    # aggregate over all waves is P / sum(n / R)
+    wave_rates = [rates([d / "metrics.jsonl" for _, d in wave]) for wave in waves]
     return {"population": rates([population_dir / f"seed{s}" / "metrics.jsonl" for s in seeds]),
-            "separate": rates([d / "metrics.jsonl" for d in separate_dirs])}
+            "separate": tuple(size / sum(len(w) / r[i] for r, w in zip(wave_rates, waves)) for i in range(2))}
 
 
 def main() -> None:
@@ -76,6 +84,8 @@ def main() -> None:
                         help="agent.precision of every run (bfloat16: hidden products in bfloat16)")
     parser.add_argument("--population-threads", type=int, default=os.cpu_count() or 1,
                         help="torch threads of the population process (the separate runs use one each)")
+    parser.add_argument("--separate-at-once", type=int, default=0,
+                        help="separate runs started together, in waves (default 0: all P at once)")
     args = parser.parse_args()
     print(f"{'family':<15} {'P':>3} {'pop steps/s':>12} {'sep steps/s':>12} {'pop upd/s':>10} "
           f"{'sep upd/s':>10} {'ratio':>6}")
@@ -83,7 +93,7 @@ def main() -> None:
         for family in args.families:
             for size in args.sizes:
                 results = [measure(family, size, args.loops, args.device, args.precision, Path(tmp) / f"r{r}",
-                                   args.population_threads)
+                                   args.population_threads, args.separate_at_once or size)
                            for r in range(args.repeats)]
                 pop_steps = statistics.median(r["population"][0] for r in results)
                 sep_steps = statistics.median(r["separate"][0] for r in results)
