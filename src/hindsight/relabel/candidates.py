@@ -60,7 +60,8 @@ def batch_percentiles(reference: torch.Tensor, scores: torch.Tensor) -> torch.Te
     Returns:
         [B, K] share of the reference trajectories whose return is at most the score, in [0, 1].
     """
-    if reference.device.type == "cpu":  # numpy's vectorised sort is ~25x torch's here (100 x 500: 0.1 vs 2.6 ms)
+    if reference.device.type == "cpu" and reference.dtype in (torch.float32, torch.float64):
+        # numpy's vectorised sort is ~25x torch's on CPU here (100 x 500: 0.1 vs 2.6 ms)
         ordered = torch.from_numpy(np.sort(reference.detach().t().contiguous().numpy(), axis=-1))   # [K, N]
     else:
         ordered = reference.t().sort(-1).values
