@@ -96,6 +96,11 @@ def main() -> None:
     parser.add_argument("--skip-separate", action="store_true",
                         help="populations only (on a GPU, 64 separate processes cost more than the figure)")
     args = parser.parse_args()
+    for family in args.families:
+        try:
+            env_asset(family, "none.yaml")
+        except FileNotFoundError as exc:
+            parser.error(str(exc))
     print(f"{'family':<15} {'P':>3} {'pop steps/s':>12} {'sep steps/s':>12} {'pop upd/s':>10} "
           f"{'sep upd/s':>10} {'ratio':>6} {'pop / pop P=1':>14}")
     with tempfile.TemporaryDirectory() as tmp:

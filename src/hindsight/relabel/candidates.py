@@ -64,7 +64,7 @@ def batch_percentiles(reference: torch.Tensor, scores: torch.Tensor) -> torch.Te
         # numpy's vectorised sort is ~25x torch's on CPU here (100 x 500: 0.1 vs 2.6 ms)
         ordered = torch.from_numpy(np.sort(reference.detach().t().contiguous().numpy(), axis=-1))   # [K, N]
     else:
-        ordered = reference.t().sort(-1).values
+        ordered = reference.t().contiguous().sort(-1).values
     at_most = torch.searchsorted(ordered, scores.t().contiguous(), right=True)  # [K, B]
     return at_most.t().to(scores.dtype) / reference.shape[0]
 

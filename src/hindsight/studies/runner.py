@@ -337,8 +337,6 @@ class Job:
     members: list[Path] | None = None   # the members' run directories, for a population
 
     def start(self, engine: Any) -> Any:
-        if self.members is None:
-            return engine.start(self.spec, self.directory)
         return engine.start(self.spec, self.directory, self.members)
 
 

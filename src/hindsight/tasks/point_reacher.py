@@ -111,8 +111,8 @@ class PointReacherReward:
         trajectories small enough for the [n, T, 2K] distances to stay in cache."""
         B, T, K = features.shape[0], features.shape[1], tasks.shape[0]
         objective = reacher_weights(tasks[:, 0], tasks[:, 1])                               # [K, 3]
-        angles, radii = torch.cat([tasks[:, 2], tasks[:, 4]]), torch.cat([tasks[:, 3], tasks[:, 5]])
-        centres_x, centres_y = radii * torch.cos(angles), radii * torch.sin(angles)        # [2K]: goals, obstacles
+        centres = polar_to_xy(torch.cat([tasks[:, 2], tasks[:, 4]]), torch.cat([tasks[:, 3], tasks[:, 5]]))
+        centres_x, centres_y = centres.t().contiguous()                                   # [2K]: goals, obstacles
         rows = max(1, DISTANCE_CHUNK // max(2 * K * T, 1))
         sums = [self._distance_sums(features[start:start + rows], centres_x, centres_y, weights[start:start + rows])
                 for start in range(0, B, rows)]

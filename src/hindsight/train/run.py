@@ -171,9 +171,10 @@ def execute(spec: ResolvedSpec, run_dir: Path, progress: bool | None = None, res
 
     run_dir = Path(run_dir)
     checkpoint = run_dir / CHECKPOINT_FILE
-    directories = member_dirs(spec, run_dir) if members is None else [Path(m) for m in members]
-    if len(directories) != len(member_dirs(spec, run_dir)):
-        raise ValueError(f"{len(directories)} member directories for {len(member_dirs(spec, run_dir))} members")
+    default_dirs = member_dirs(spec, run_dir)
+    directories = default_dirs if members is None else [Path(m) for m in members]
+    if len(directories) != len(default_dirs):
+        raise ValueError(f"{len(directories)} member directories for {len(default_dirs)} members")
     resolved = spec.to_dict()
     state = None
     if resume and checkpoint.exists():
