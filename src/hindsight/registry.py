@@ -9,6 +9,7 @@ import difflib
 import importlib
 import importlib.metadata
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import attrs
@@ -16,7 +17,9 @@ import yaml
 
 from hindsight.resources import resource_path
 
-KINDS = ("env", "reward", "relabeler", "agent", "buffer")
+KINDS = ("env", "tasks", "reward", "relabeler", "agent", "buffer")
+# an env family's own task distribution and reward family, found under the env's name unless registered
+ENV_DEFAULTS = {"tasks": "Tasks", "reward": "Reward"}
 ENTRY_POINT_GROUP = "hindsight.components"
 
 
@@ -108,6 +111,8 @@ class Registry:
         if kind not in KINDS:
             raise RegistryError(f"unknown component kind {kind!r} (kinds: {', '.join(KINDS)})")
         entry = self._entries.get((kind, name))
+        if entry is None and kind in ENV_DEFAULTS and ("env", name) in self._entries:
+            return getattr(self._entries[("env", name)].load(), ENV_DEFAULTS[kind])
         if entry is None:
             names = self.names(kind)
             close = difflib.get_close_matches(str(name), names, n=3, cutoff=0.5)
@@ -153,15 +158,30 @@ def register(kind: str, name: str, summary: str | None = None) -> Callable[[Any]
     return decorate
 
 
-def import_plugins(modules: list[str], search_dir: str | None = None) -> None:
-    """Import user modules named in a spec's ``plugins:`` so their decorators run.
+def import_plugins(modules: list[tuple[str, str | None]], search_dir: str | None = None) -> list[str | None]:
+    """Import user modules named in a spec's ``plugins:`` so their decorators run; returns the folder
+    each was found in (None for a built-in module without a file).
 
-    ``search_dir`` (the spec file's folder) is searched too, after ``sys.path``.
+    Each module's recorded folder and ``search_dir`` (the spec file's folder) are searched too, after
+    ``sys.path``. An error names the plugin's position and its cause in one line.
     """
-    if modules and search_dir is not None and search_dir not in sys.path:
-        sys.path.append(search_dir)
-    for i, module in enumerate(modules):
+    found: list[str | None] = []
+    for i, (module, path) in enumerate(modules):
+        for folder in (path, search_dir):
+            if folder is not None and folder not in sys.path:
+                sys.path.append(folder)
         try:
-            importlib.import_module(module)
+            imported = importlib.import_module(module)
         except ImportError as exc:
             raise RegistryError(f"plugins.{i}: cannot import {module!r}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - a plugin that fails at import is the user's, reported in one line
+            raise RegistryError(f"plugins.{i}: importing {module!r} raised {type(exc).__name__}: {exc}") from exc
+        file = getattr(imported, "__file__", None)
+        if file is None:
+            found.append(None)
+            continue
+        top = Path(file).resolve().parent
+        for _ in range(module.count(".") + (Path(file).name == "__init__.py")):
+            top = top.parent
+        found.append(str(top))
+    return found

@@ -72,6 +72,35 @@ class LoggingSpec(Params):
     progress: bool = True
 
 
+class RuntimeSpec(Params):
+    """Where and how fast a run computes; not part of what it learns (left out of its identity, so a run
+    resumes on another device or thread count). Applied once per process by ``hindsight.runtime``."""
+
+    device: str = Field(default="cpu", description="cpu, cuda or cuda:N")
+    threads: int | None = Field(
+        default=1, ge=1, description="torch intra-op threads on CPU (process-wide; None keeps torch's "
+        "setting). One by default: on a 2-core machine shared with other processes, 2 threads made "
+        "updates 10-20x slower (OpenMP spin-waiting); with the machine to itself, 2 threads trained "
+        "about 1.35x faster. A study sets each worker's share of the cores here")
+    precision: Literal["float32", "bfloat16"] = Field(
+        default="float32", description="dtype of the products between hidden layers (the bulk of the "
+        "arithmetic); bfloat16 keeps weights, biases, activations, gradients, the first and last layers and "
+        "the losses float32. On CPUs with AMX and on GPUs, bfloat16 products are several times faster")
+    compile: bool = Field(default=False, description="torch.compile the critic and policy losses "
+                          "(forward and backward). Off by default: on a 2-core CPU it saved under 10% of CPU "
+                          "time and its first compile takes 30-110 s (later runs hit the cache)")
+    keep_freed_memory: bool = Field(
+        default=True, description="on CPU: ask glibc to keep freed memory in the heap (process-wide, see "
+        "hindsight.runtime); saved 10-25% of the CPU time of a 256x256 update on a 2-core Xeon")
+
+
+class PluginSpec(Params):
+    """A user module imported before components are looked up; ``path`` is the folder it was found in."""
+
+    module: str = Field(min_length=1)
+    path: str | None = Field(default=None, description="searched before sys.path; recorded when resolved")
+
+
 class RunSpec(BaseModel):
     """A whole training run."""
 
@@ -82,8 +111,9 @@ class RunSpec(BaseModel):
     seeds: list[Annotated[int, Field(ge=0)]] | None = Field(
         default=None, min_length=1, description="train one member per seed in lockstep in one process "
         "(a population); replaces seed")
-    plugins: list[str] = Field(default_factory=list)
+    plugins: list[PluginSpec] = Field(default_factory=list)
     env: ComponentSpec
+    tasks: ComponentSpec | None = Field(default=None, description="defaults to the env's own task distribution")
     reward: ComponentSpec | None = Field(default=None, description="defaults to the env's own reward family")
     relabeler: ComponentSpec = Field(default_factory=lambda: ComponentSpec(kind="none"))
     agent: ComponentSpec = Field(default_factory=lambda: ComponentSpec(kind="sac"))
@@ -91,6 +121,7 @@ class RunSpec(BaseModel):
     train: TrainSpec
     eval: EvalSpec = Field(default_factory=EvalSpec)
     logging: LoggingSpec = Field(default_factory=LoggingSpec)
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
 
     @field_validator("seeds")
     @classmethod
@@ -99,14 +130,29 @@ class RunSpec(BaseModel):
             raise ValueError(f"seeds must be distinct (got {value})")
         return value
 
-    @field_validator("env", "reward", "relabeler", "agent", "buffer", mode="before")
+    @field_validator("plugins", mode="before")
+    @classmethod
+    def _module_shorthand(cls, value: Any) -> Any:
+        """Allow ``plugins: [my_module]`` as shorthand for ``[{module: my_module}]``."""
+        if isinstance(value, list):
+            return [{"module": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @field_validator("env", "tasks", "reward", "relabeler", "agent", "buffer", mode="before")
     @classmethod
     def _kind_shorthand(cls, value: Any) -> Any:
         """Allow ``relabeler: air`` as shorthand for ``relabeler: {kind: air}``."""
         return {"kind": value} if isinstance(value, str) else value
 
+    @property
+    def member_seeds(self) -> list[int]:
+        """The seed of each member: ``seeds`` for a population, else ``[seed]``."""
+        return list(self.seeds) if self.seeds is not None else [self.seed]
 
-COMPONENT_FIELDS = ("env", "reward", "relabeler", "agent", "buffer")
+
+COMPONENT_FIELDS = ("env", "tasks", "reward", "relabeler", "agent", "buffer")
+# runtime settings from before the runtime section, moved there when an old spec is read
+LEGACY_AGENT_RUNTIME = ("device", "threads", "precision", "compile", "keep_freed_memory")
 
 
 def _format_errors(exc: ValidationError, prefix: str = "") -> str:
@@ -153,10 +199,22 @@ def component_params(kind: str, spec: ComponentSpec, path: str) -> Params:
         raise SpecError(_format_errors(exc, path)) from None
 
 
+def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
+    """A spec written before the ``runtime`` section, with its agent's runtime settings moved there."""
+    agent = raw.get("agent")
+    if not isinstance(agent, dict) or not any(key in agent for key in LEGACY_AGENT_RUNTIME):
+        return raw
+    runtime = dict(raw.get("runtime") or {})
+    runtime.update({key: agent[key] for key in LEGACY_AGENT_RUNTIME if key in agent})
+    return {**raw, "agent": {k: v for k, v in agent.items() if k not in LEGACY_AGENT_RUNTIME},
+            "runtime": runtime}
+
+
 def validate(raw: Any, base_dir: str | Path | None = None) -> "ResolvedSpec":
     """Validate a spec given as plain data (the parsed YAML); raises SpecError.
 
-    ``base_dir`` (the spec file's folder) is where ``plugins`` modules are looked for besides sys.path.
+    ``base_dir`` (the spec file's folder) is where ``plugins`` modules are looked for besides sys.path;
+    the resolved spec records the folder each was found in.
     """
     if not isinstance(raw, dict):
         raise SpecError(f"<spec>: expected a mapping of fields, got {type(raw).__name__}")
@@ -164,23 +222,34 @@ def validate(raw: Any, base_dir: str | Path | None = None) -> "ResolvedSpec":
     if bad:
         raise SpecError(f"{bad}: must be a finite number")
     try:
-        run = RunSpec.model_validate(raw)
+        run = RunSpec.model_validate(upgrade(raw))
     except ValidationError as exc:
         raise SpecError(_format_errors(exc)) from None
     try:
-        import_plugins(run.plugins, None if base_dir is None else str(Path(base_dir).resolve()))
+        found = import_plugins([(p.module, p.path) for p in run.plugins],
+                               None if base_dir is None else str(Path(base_dir).resolve()))
     except RegistryError as exc:
         raise SpecError(str(exc)) from None
-    if run.reward is None:  # the env's own reward family, with its default parameters
-        try:
-            env_cls = REGISTRY.get("env", run.env.kind)
-        except RegistryError as exc:
-            raise SpecError(f"env.kind: {exc}") from None
-        run.reward = ComponentSpec(kind=env_cls.default_reward)
+    run.plugins = [PluginSpec(module=p.module, path=where) for p, where in zip(run.plugins, found)]
+    try:
+        REGISTRY.get("env", run.env.kind)
+    except RegistryError as exc:
+        raise SpecError(f"env.kind: {exc}") from None
+    for name in ("tasks", "reward"):  # the env's own, with default parameters
+        if getattr(run, name) is None:
+            setattr(run, name, ComponentSpec(kind=run.env.kind))
     params = {name: component_params(name, getattr(run, name), name) for name in COMPONENT_FIELDS}
     resolved = ResolvedSpec(run, params)
-    resolved.check_compatibility()
+    resolved.check_components()
     return resolved
+
+
+def identity(resolved: dict[str, Any]) -> dict[str, Any]:
+    """What a run learns, from its resolved spec as plain data: without its name, runtime settings and the
+    folders plugins were found in. Equal identities train equal runs; a run resumes under any other."""
+    data = {k: v for k, v in resolved.items() if k not in ("name", "runtime")}
+    data["plugins"] = [p["module"] if isinstance(p, dict) else p for p in resolved.get("plugins", [])]
+    return data
 
 
 class ResolvedSpec:
@@ -202,21 +271,51 @@ class ResolvedSpec:
         return validate(data)
 
     def component(self, field: str) -> Any:
-        """The registered class chosen for ``field`` (env, reward, relabeler, agent, buffer)."""
+        """The registered class chosen for ``field`` (env, tasks, reward, relabeler, agent, buffer)."""
         return REGISTRY.get(field, getattr(self.run, field).kind)
 
-    def check_compatibility(self) -> None:
-        """Cross-component checks (reward features vs env, HER needs a goal part)."""
-        env_cls = self.component("env")
-        checks = getattr(self.component("relabeler"), "check_spec", None)
-        if checks is not None:
-            message = checks(self)
+    def check_components(self) -> None:
+        """The checks of the contract, once per spec: every component has its protocol's methods and the
+        capabilities others require of it, passes its own ``check_spec``, and the sizes fit together."""
+        from hindsight.protocols import PROTOCOLS, missing
+
+        for field in COMPONENT_FIELDS:
+            lacking = missing(self.component(field), PROTOCOLS[field])
+            if lacking:
+                raise SpecError(f"{field}.kind: {field} {getattr(self.run, field).kind!r} lacks "
+                                f"{', '.join(lacking)} of the {PROTOCOLS[field].__name__} protocol")
+        for field in COMPONENT_FIELDS:
+            component = self.component(field)
+            for needed_field, capability in getattr(component, "requires", {}).items():
+                lacking = missing(self.component(needed_field), capability)
+                if lacking:
+                    raise SpecError(f"{field}.kind: {field} {getattr(self.run, field).kind!r} needs a "
+                                    f"{needed_field} with {', '.join(lacking)} ({capability.__name__}); "
+                                    f"{needed_field} {getattr(self.run, needed_field).kind!r} has none")
+            check = getattr(component, "check_spec", None)
+            message = check(self) if check is not None else None
             if message:
                 raise SpecError(message)
-        expected = getattr(self.component("reward"), "env_features", None)
+        self.check_sizes()
+
+    def check_sizes(self) -> None:
+        """The reward family reads the features the env records and the task vectors the tasks draw."""
+        from hindsight.build import env_sizes
+
+        env_cls, reward_cls = self.component("env"), self.component("reward")
+        reward, tasks = self.run.reward, self.run.tasks
+        expected = getattr(reward_cls, "env_features", None)
         if expected is not None and expected != env_cls.features_name:
-            raise SpecError(f"reward.kind: reward family {self.run.reward.kind!r} reads {expected!r} features, "
+            raise SpecError(f"reward.kind: reward family {reward.kind!r} reads {expected!r} features, "
                             f"but env {self.run.env.kind!r} records {env_cls.features_name!r}")
+        task_dim = self.component("tasks").task_dim
+        if reward_cls.task_dim != task_dim:
+            raise SpecError(f"reward.kind: reward family {reward.kind!r} reads tasks of size {reward_cls.task_dim}, "
+                            f"but tasks {tasks.kind!r} draws tasks of size {task_dim}")
+        feature_dim = env_sizes(self).feature_dim
+        if reward_cls.feature_dim != feature_dim:
+            raise SpecError(f"reward.kind: reward family {reward.kind!r} reads {reward_cls.feature_dim} features, "
+                            f"but env {self.run.env.kind!r} records {feature_dim}")
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec, every default filled in, as plain data."""
@@ -224,7 +323,7 @@ class ResolvedSpec:
         for name in COMPONENT_FIELDS:
             spec = getattr(self.run, name)
             data[name] = {"kind": spec.kind, **self.params[name].model_dump(mode="json")}
-        order = ["name", "seed", "seeds", "plugins", *COMPONENT_FIELDS, "train", "eval", "logging"]
+        order = ["name", "seed", "seeds", "plugins", *COMPONENT_FIELDS, "train", "eval", "logging", "runtime"]
         return {k: data[k] for k in order}
 
 

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
-from typing import Any, Literal
+from typing import Any, Iterator
 
 import attrs
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from hindsight.agents.host import cpu_has_native_bfloat16, keep_freed_memory
 from hindsight.agents.networks import StackedMLP
 from hindsight.agents.optim import FusedAdam
 from hindsight.batches import TransitionBatch
-from hindsight.specs import Params
+from hindsight.protocols import Sizes
+from hindsight.specs import Params, RuntimeSpec
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
@@ -46,8 +45,8 @@ class SAC:
     is a StackedMLP of P members, the critics one of 2P (member p's twins at 2p and 2p + 1), the
     temperature a vector [P]; one batched update steps them all. Member p's initial weights and update
     noise come only from its own generators, so members do not influence each other. The Agent protocol
-    methods (act, value, q, log_prob) act for one member (``member``, 0 by default); ``member(p)`` gives a
-    view bound to member p, and ``update`` steps a single-member agent.
+    methods act, value, q and log_prob act for one member (``member``, 0 by default); ``act_members`` and
+    ``update_members`` for all; ``update`` steps a single-member agent (a convenience for tools and tests).
     """
 
     class Params(Params):
@@ -59,51 +58,27 @@ class SAC:
         reward_scale: float = Field(default=1.0, gt=0)
         target_entropy: float | None = Field(default=None, description="default: -action_dim")
         init_log_alpha: float = 0.0
-        device: str = Field(default="cpu", description="cpu, cuda or cuda:N")
-        precision: Literal["float32", "bfloat16"] = Field(
-            default="float32", description="dtype of the products between hidden layers (the bulk of the "
-            "arithmetic); bfloat16 keeps weights, biases, activations, gradients, the first and last layers and "
-            "the losses float32. On CPUs with AMX and on GPUs, bfloat16 products are several times faster")
-        threads: int | None = Field(
-            default=1, ge=1, description="torch intra-op threads on CPU (process-wide; None keeps torch's "
-            "setting). One by default: on a 2-core machine shared with other processes, 2 threads made "
-            "updates 10-20x slower (OpenMP spin-waiting); with the machine to itself, 2 threads trained "
-            "about 1.35x faster, so set 2 (or None) on a dedicated machine")
-        keep_freed_memory: bool = Field(
-            default=True, description="on CPU: ask glibc to keep freed memory in the heap (process-wide, see "
-            "hindsight.agents.host); saved 10-25% of the CPU time of a 256x256 update on a 2-core Xeon")
-        compile: bool = Field(default=False, description="torch.compile the critic and policy losses "
-                              "(forward and backward). Off by default: on a 2-core CPU it saved under 10% of CPU "
-                              "time and its first compile takes 30-110 s (later runs hit the cache)")
 
-    def __init__(self, params: "SAC.Params", obs_dim: int, action_dim: int, task_dim: int,
-                 generator: torch.Generator | list[torch.Generator], members: int = 1):
-        """Build P = ``members`` members; member p's weights come from ``generator[p]`` (CPU generators)."""
+    def __init__(self, params: "SAC.Params", sizes: Sizes, runtime: RuntimeSpec,
+                 generators: list[torch.Generator]):
+        """P = len(generators) members on ``runtime.device``; member p's weights come from ``generators[p]``
+        (CPU generators). ``runtime.precision`` and ``runtime.compile`` choose how updates compute."""
         if any(h < 1 for h in params.hidden):
             raise ValueError("agent.hidden: every layer size must be >= 1")
-        generators = list(generator) if isinstance(generator, (list, tuple)) else [generator]
-        if len(generators) != members:
-            raise ValueError(f"expected one generator per member ({members}), got {len(generators)}")
         self.params = params
-        self.members = members
-        self.device = torch.device(params.device)
-        if self.device.type == "cpu" and params.threads is not None:
-            torch.set_num_threads(params.threads)
-        if self.device.type == "cpu" and params.keep_freed_memory:
-            keep_freed_memory()
-        if self.device.type == "cpu" and params.precision == "bfloat16" and cpu_has_native_bfloat16() is False:
-            warnings.warn("agent.precision=bfloat16 on a CPU without native bfloat16 (no amx_bf16 or avx512_bf16 "
-                          "flag): its products are emulated and slower than float32", stacklevel=2)
+        self.members = len(generators)
+        self.device = torch.device(runtime.device)
+        obs_dim, action_dim, task_dim = sizes.obs_dim, sizes.action_dim, sizes.task_dim
         self.gamma = params.gamma
         self.batch_size = params.batch_size
         self.action_dim = action_dim
-        hidden_dtype = getattr(torch, params.precision)
+        hidden_dtype = getattr(torch, runtime.precision)
         self.policy = StackedMLP.concat([StackedMLP(1, obs_dim + task_dim, params.hidden, 2 * action_dim, g,
                                                     hidden_dtype) for g in generators]).to(self.device)
         self.critic = StackedMLP.concat([StackedMLP(2, obs_dim + action_dim + task_dim, params.hidden, 1, g,
                                                     hidden_dtype) for g in generators]).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.log_alpha = torch.full((members,), params.init_log_alpha, device=self.device, requires_grad=True)
+        self.log_alpha = torch.full((self.members,), params.init_log_alpha, device=self.device, requires_grad=True)
         self.target_entropy = params.target_entropy if params.target_entropy is not None else -float(action_dim)
         self._policy_params = list(self.policy.parameters())
         self._critic_params = list(self.critic.parameters())
@@ -112,7 +87,7 @@ class SAC:
         self.critic_opt = FusedAdam(self._critic_params, params.lr)
         self.alpha_opt = FusedAdam([self.log_alpha], params.lr)
         self._critic_loss_fn, self._policy_loss_fn = self._critic_loss, self._policy_loss
-        if params.compile:
+        if runtime.compile:
             self._critic_loss_fn = torch.compile(self._critic_loss, dynamic=False)
             self._policy_loss_fn = torch.compile(self._policy_loss, dynamic=False)
 
@@ -190,9 +165,12 @@ class SAC:
         pre_tanh = torch.atanh(actions.clamp(-1 + 1e-6, 1 - 1e-6))
         return tanh_log_prob(pre_tanh, mean[0], log_std[0])
 
-    def member(self, index: int) -> "MemberView":
-        """The Agent-protocol view of member ``index`` (acting and values; updates stay batched)."""
-        return MemberView(self, index)
+    def named_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """The learnable tensors by name: policy and critic weights and biases, and log alpha."""
+        for name, net in (("policy", self.policy), ("critic", self.critic)):
+            for pname, param in net.named_parameters():
+                yield f"{name}.{pname}", param
+        yield "log_alpha", self.log_alpha
 
     # ----- updates -----
     def _critic_loss(self, obs, actions, tasks, next_obs, rewards, terminated, noise, alpha):
@@ -269,40 +247,3 @@ class SAC:
         self.policy_opt.load_state_dict(state["policy_opt"])
         self.critic_opt.load_state_dict(state["critic_opt"])
         self.alpha_opt.load_state_dict(state["alpha_opt"])
-
-
-class MemberView:
-    """One member of a (population) SAC behind the Agent protocol: acting and value estimates.
-
-    Updates stay batched on the owning SAC; the state lives there too.
-    """
-
-    def __init__(self, agent: SAC, index: int):
-        self.agent = agent
-        self.index = index
-        self.gamma = agent.gamma
-        self.batch_size = agent.batch_size
-        self.device = agent.device
-
-    def act(self, obs, tasks, deterministic, generator=None):
-        """See SAC.act, for this member."""
-        return self.agent.act(obs, tasks, deterministic, generator, member=self.index)
-
-    def q(self, obs, actions, tasks):
-        """See SAC.q, for this member."""
-        return self.agent.q(obs, actions, tasks, member=self.index)
-
-    def value(self, obs, tasks):
-        """See SAC.value, for this member."""
-        return self.agent.value(obs, tasks, member=self.index)
-
-    def log_prob(self, obs, actions, tasks):
-        """See SAC.log_prob, for this member."""
-        return self.agent.log_prob(obs, actions, tasks, member=self.index)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Empty: the population checkpoint holds the shared agent."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass

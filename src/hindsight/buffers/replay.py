@@ -8,6 +8,7 @@ import torch
 from pydantic import Field
 
 from hindsight.batches import TrajectoryBatch, TransitionBatch
+from hindsight.protocols import Sizes
 from hindsight.specs import Params
 
 _FIELDS = ("obs", "actions", "next_obs", "features", "tasks", "rewards", "terminated", "truncated")
@@ -19,13 +20,12 @@ class ReplayBuffer:
     class Params(Params):
         capacity: int = Field(default=1_000_000, ge=1)
 
-    def __init__(self, params: "ReplayBuffer.Params", obs_dim: int, action_dim: int, task_dim: int,
-                 feature_dim: int, device: str | torch.device = "cpu"):
+    def __init__(self, params: "ReplayBuffer.Params", sizes: Sizes, device: str | torch.device = "cpu"):
         C = params.capacity
         self.capacity = C
         self.device = torch.device(device)
-        widths = {"obs": obs_dim, "actions": action_dim, "next_obs": obs_dim, "features": feature_dim,
-                  "tasks": task_dim}
+        widths = {"obs": sizes.obs_dim, "actions": sizes.action_dim, "next_obs": sizes.obs_dim,
+                  "features": sizes.feature_dim, "tasks": sizes.task_dim}
         # one row [W] per transition, every field a column slice: sampling is a single gather
         self._columns: dict[str, slice | int] = {}
         start = 0
@@ -90,6 +90,12 @@ class ReplayBuffer:
         if self._size == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
         index = torch.randint(0, self._size, (n,), generator=generator, device=generator.device).to(self.device)
+        return TransitionBatch(**self._fields(self._rows[index]))
+
+    def recent(self, n: int) -> TransitionBatch:
+        """The last min(n, len) transitions stored, oldest first."""
+        count = min(n, self._size)
+        index = (self._next - count + torch.arange(count, device=self.device)) % self.capacity
         return TransitionBatch(**self._fields(self._rows[index]))
 
     def state_dict(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from hindsight.batches import TrajectoryBatch
-from hindsight.protocols import RelabelContext
+from hindsight.protocols import RelabelContext, Sizes
 from hindsight.relabel.candidates import CandidateRelabeler, advantages, batch_percentiles, returns_under
 
 
@@ -30,8 +30,8 @@ class AIR(CandidateRelabeler):
     class Params(CandidateRelabeler.Params):
         cache: int = Field(default=500, ge=1, description="N: most recent trajectories ranked against")
 
-    def __init__(self, params: "AIR.Params | None" = None):
-        super().__init__(params)
+    def __init__(self, params: "AIR.Params | None" = None, sizes: Sizes | None = None):
+        super().__init__(params, sizes)
         self._features: torch.Tensor | None = None  # [n, T, F]
         self._actions: torch.Tensor | None = None   # [n, T, A]
         self._lengths: torch.Tensor | None = None   # [n]

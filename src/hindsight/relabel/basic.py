@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from hindsight.batches import TrajectoryBatch, TransitionBatch
-from hindsight.protocols import RelabelContext
+from hindsight.protocols import RelabelContext, Sizes
 from hindsight.specs import Params
 
 
@@ -57,9 +57,10 @@ class TrajectoryRelabeler(_Diagnostics):
     class Params(Params):
         pass
 
-    def __init__(self, params: Params | None = None):
+    def __init__(self, params: Params | None = None, sizes: Sizes | None = None):
         super().__init__()
         self.params = params if params is not None else self.Params()
+        self.sizes = sizes
 
     def relabel(self, batch: TrajectoryBatch, ctx: RelabelContext) -> torch.Tensor:
         """Tasks [B, m, Z] for the B trajectories, on the device of ``ctx.generator``; times ``choose``."""
@@ -87,9 +88,10 @@ class SampleTimeRelabeler(_Diagnostics):
     class Params(Params):
         pass
 
-    def __init__(self, params: Params | None = None):
+    def __init__(self, params: Params | None = None, sizes: Sizes | None = None):
         super().__init__()
         self.params = params if params is not None else self.Params()
+        self.sizes = sizes
 
     def relabel(self, batch: TrajectoryBatch, ctx: RelabelContext) -> torch.Tensor:
         """No extra copies: [B, 0, Z]."""

@@ -113,5 +113,5 @@ def advantages(batch: TrajectoryBatch, candidates: torch.Tensor, returns: torch.
                ctx: RelabelContext) -> torch.Tensor:
     """R(tau | v) - V(s0, v): [B, K] from returns [B, K] and the agent's value at each start state."""
     B, K = returns.shape
-    values = ctx.agent.value(batch.obs[:, 0], candidates[None].expand(B, K, -1))
+    values = ctx.agent.value(batch.obs[:, 0], candidates[None].expand(B, K, -1), member=ctx.member)
     return returns - values.to(returns)

@@ -3,8 +3,8 @@
 Each of the m copies keeps z but replaces its goal part by the goal reached at a step drawn uniformly
 from the trajectory's valid steps. The buffer stores whole trajectories under one task, so unlike
 per-transition HER the copy also holds the steps after that goal was reached (their rewards are
-recomputed for the new goal like every other step). Needs a family whose task distribution declares a
-goal part.
+recomputed for the new goal like every other step). Needs a task distribution with a goal part
+(``GoalTasks``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 from pydantic import Field
 
 from hindsight.batches import TrajectoryBatch
-from hindsight.protocols import RelabelContext
+from hindsight.protocols import GoalTasks, RelabelContext
 from hindsight.relabel.basic import TrajectoryRelabeler
 from hindsight.specs import Params
 
@@ -24,15 +24,7 @@ class HER(TrajectoryRelabeler):
     class Params(Params):
         keep: int = Field(default=1, ge=1, description="m: relabeled copies stored per trajectory")
 
-    @classmethod
-    def check_spec(cls, spec) -> str | None:
-        """An error message when the spec's env family declares no goal part, else None."""
-        family = spec.component("env")(spec.params["env"])
-        goal_part = getattr(family.task_distribution, "goal_part", None)
-        if goal_part is None or goal_part() is None:
-            return (f"relabeler.kind: {spec.run.relabeler.kind!r} (HER) replaces the goal part of z, but env "
-                    f"{spec.run.env.kind!r} declares no goal part; choose another relabeler or env")
-        return None
+    requires = {"tasks": GoalTasks}  # the goal slice of z and how features reach it
 
     def choose(self, batch: TrajectoryBatch, ctx: RelabelContext) -> torch.Tensor:
         goal_part = ctx.tasks.goal_part()

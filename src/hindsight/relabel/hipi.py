@@ -31,10 +31,11 @@ def hipi_logits(batch: TransitionBatch, candidates: torch.Tensor,
         return x[:, None].expand(N, C, x.shape[-1]).reshape(N * C, -1)
 
     agent = ctx.agent
-    log_pi = agent.log_prob(pairs(batch.obs), pairs(batch.actions), flat_tasks).view(N, C)
+    log_pi = agent.log_prob(pairs(batch.obs), pairs(batch.actions), flat_tasks, member=ctx.member).view(N, C)
     next_obs = pairs(batch.next_obs)
-    next_actions = agent.act(next_obs, flat_tasks, deterministic=False, generator=ctx.generator)
-    next_q = agent.q(next_obs, next_actions, flat_tasks).view(N, C)
+    next_actions = agent.act(next_obs, flat_tasks, deterministic=False, generator=ctx.generator,
+                             member=ctx.member)
+    next_q = agent.q(next_obs, next_actions, flat_tasks, member=ctx.member).view(N, C)
     logits = rewards - log_pi + agent.gamma * (1.0 - batch.terminated)[:, None] * next_q
     return logits, rewards
 

@@ -27,7 +27,7 @@ from dm_control import mjcf
 from pydantic import Field
 
 from hindsight.specs import Params
-from hindsight.tasks.base import EnvFamily, MultiTaskTask
+from hindsight.tasks.base import EnvFamily, MultiTaskTask, TaskSet
 
 ANT_XML = os.path.join(os.path.dirname(dm_control.__file__), "third_party", "ant", "ant.xml")
 PHYSICS_DT = 0.01
@@ -39,7 +39,7 @@ RESET_VELOCITY_NOISE = 0.1
 EVAL_COUNT = 25
 
 
-class DirectionTasks:
+class DirectionTasks(TaskSet):
     """theta ~ U(-pi, pi): the direction to move in; eval set theta_k = -pi + pi/25 + 2 pi k / 25."""
 
     task_dim = 1
@@ -53,10 +53,6 @@ class DirectionTasks:
         """[25, 1] evenly spaced directions."""
         k = torch.arange(EVAL_COUNT, dtype=torch.float32)
         return (-math.pi + math.pi / EVAL_COUNT + 2 * math.pi * k / EVAL_COUNT)[:, None]
-
-    def goal_part(self) -> None:
-        """None: a direction is not a goal reached at one step."""
-        return None
 
 
 class DirectionReward:
@@ -177,20 +173,16 @@ def ant_model() -> mj.MjModel:
 class AntDirection(EnvFamily):
     """dm_control's ant (gear 150) moving in a task direction theta; falls are terminal (horizon 1000)."""
 
-    default_reward = "ant_direction"
+    Tasks = DirectionTasks
+    Reward = AntDirectionReward
     features_name = "ant_motion"
 
     class Params(Params):
         horizon: int = Field(default=1000, ge=1)
 
-    obs_dim = 27
-    action_dim = 8
     feature_dim = 3
 
     control_dt = CONTROL_DT
-
-    def make_task_distribution(self) -> DirectionTasks:
-        return DirectionTasks()
 
     def load_model(self) -> mj.MjModel:
         return ant_model()

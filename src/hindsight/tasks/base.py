@@ -22,7 +22,19 @@ from dm_control.mujoco.wrapper import core
 from dm_control.rl import control
 from dm_control.suite import base
 
-from hindsight.protocols import RewardFamily, TaskDistribution
+from hindsight.protocols import RewardFamily
+from hindsight.render.views import View
+from hindsight.specs import Params
+
+
+class TaskSet:
+    """Base of the built-in task distributions (kind ``tasks``): parameters, none by default."""
+
+    class Params(Params):
+        pass
+
+    def __init__(self, params: Any = None):
+        self.params = params if params is not None else self.Params()
 
 
 class MultiTaskTask(base.Task):
@@ -32,10 +44,10 @@ class MultiTaskTask(base.Task):
     ``apply_action``, ``record_before_step`` (to keep pre-step quantities) and ``is_terminal``.
     """
 
-    def __init__(self, reward: RewardFamily, feature_dim: int, horizon: int, random: Any = None):
+    def __init__(self, reward: RewardFamily | None, feature_dim: int, horizon: int, random: Any = None):
         super().__init__(random=random)
         self._reward = reward
-        self.defer_rewards = False  # True: get_reward returns 0.0, the caller scores the features in batch
+        self.defer_rewards = reward is None  # True: get_reward returns 0.0, the caller scores the features
         self._feature_dim = feature_dim
         self.horizon = horizon
         self._task: np.ndarray | None = None
@@ -113,52 +125,50 @@ class MultiTaskTask(base.Task):
 
 
 class EnvFamily(abc.ABC):
-    """A registered environment family (kind ``env``).
+    """Base of the registered environment families (kind ``env``; the ``EnvFamily`` protocol), one file each.
 
     Class attributes:
         Params: the pydantic parameter model of the family (with at least ``horizon``).
-        default_reward: registered name of the reward family used when the spec names none.
+        Tasks, Reward: the family's own task distribution and reward family, used when a spec names none.
         features_name: the name of the feature layout the family records; a reward family
             declaring ``env_features`` must match it.
-        obs_dim, action_dim, feature_dim: sizes (O, A, F).
+        feature_dim: F, the size of the feature vector its Task records.
         control_dt: seconds per control step.
         private_model: True when the family's task writes to the model (e.g. moves marker sites per
             episode), so each environment needs its own copy of the compiled model.
+        view: how ``hindsight render`` shows the family (camera, task markers, drawings).
     Instance attributes:
-        params, horizon (T), task_distribution, model (compiled once, shared by the environments).
+        params, horizon (T), model (compiled once, shared by the environments).
 
-    Subclasses implement ``make_task_distribution``, ``load_model`` and ``make_task``.
+    Observation and action sizes are read from the environments' dm_env specs (``hindsight.build``).
+    Subclasses implement ``load_model`` and ``make_task``.
     """
 
     Params: ClassVar[type]
-    default_reward: ClassVar[str]
+    Tasks: ClassVar[type]
+    Reward: ClassVar[type]
     features_name: ClassVar[str]
-    obs_dim: ClassVar[int]
-    action_dim: ClassVar[int]
     feature_dim: ClassVar[int]
     control_dt: ClassVar[float]
     private_model: ClassVar[bool] = False
+    view: ClassVar[type] = View
 
     def __init__(self, params: Any = None):
         self.params = params if params is not None else self.Params()
         self.horizon: int = self.params.horizon
-        self.task_distribution: TaskDistribution = self.make_task_distribution()
         self.model = self.load_model()
-
-    @abc.abstractmethod
-    def make_task_distribution(self) -> TaskDistribution:
-        """The family's distribution over task vectors."""
 
     @abc.abstractmethod
     def load_model(self) -> mj.MjModel:
         """The compiled MuJoCo model (called once per family instance)."""
 
     @abc.abstractmethod
-    def make_task(self, reward: RewardFamily, seed: int, physics: mujoco.Physics) -> MultiTaskTask:
+    def make_task(self, reward: RewardFamily | None, seed: int, physics: mujoco.Physics) -> MultiTaskTask:
         """The dm_control task of one environment, its noise seeded by ``seed``."""
 
-    def make_env(self, reward: RewardFamily, seed: int) -> control.Environment:
-        """A new environment whose physics noise is seeded by ``seed``; set z via ``env.task.set_task``."""
+    def make_env(self, reward: RewardFamily | None, seed: int) -> control.Environment:
+        """A new environment whose physics noise is seeded by ``seed``; set z via ``env.task.set_task``.
+        With ``reward`` None its steps' rewards are 0: the caller scores the recorded features."""
         physics = physics_from_model(self.model, private=self.private_model)
         return make_control_env(physics, self.make_task(reward, seed, physics), self.control_dt)
 

@@ -23,7 +23,7 @@ from pydantic import Field
 
 from hindsight.resources import env_asset
 from hindsight.specs import Params
-from hindsight.tasks.base import EnvFamily, MultiTaskTask
+from hindsight.tasks.base import EnvFamily, MultiTaskTask, TaskSet
 
 CONTROL_DT = 0.05
 CONTROL_COST = 0.1
@@ -36,7 +36,7 @@ EVAL_SEED = 2020  # the shipped eval set is ``CheetahTasks().sample(25, torch.Ge
 EVAL_COUNT = 25
 
 
-class CheetahTasks:
+class CheetahTasks(TaskSet):
     """Unit vectors z = (g1, |g2|, |g3|, g4) / |g| with g ~ N(0, I_4): non-negative energy and height weights."""
 
     task_dim = 4
@@ -55,10 +55,6 @@ class CheetahTasks:
         """[25, 4]: the fixed evaluation set shipped in ``envs/cheetah_multi/eval_tasks.json``."""
         data = json.loads(env_asset("cheetah_multi", "eval_tasks.json").read_text())
         return torch.tensor(data["tasks"], dtype=torch.float32)
-
-    def goal_part(self) -> None:
-        """None: the task weighs objectives, it names no goal."""
-        return None
 
 
 class CheetahReward:
@@ -127,20 +123,16 @@ def cheetah_model() -> mj.MjModel:
 class CheetahMulti(EnvFamily):
     """dm_control's planar cheetah with a 4-objective task: velocity, energy, height, pitch rate (horizon 1000)."""
 
-    default_reward = "cheetah_multi"
+    Tasks = CheetahTasks
+    Reward = CheetahReward
     features_name = "cheetah_objectives"
 
     class Params(Params):
         horizon: int = Field(default=1000, ge=1)
 
-    obs_dim = 17
-    action_dim = 6
     feature_dim = 4
 
     control_dt = CONTROL_DT
-
-    def make_task_distribution(self) -> CheetahTasks:
-        return CheetahTasks()
 
     def load_model(self) -> mj.MjModel:
         return cheetah_model()

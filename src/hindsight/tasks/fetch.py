@@ -36,7 +36,7 @@ from pydantic import Field
 from hindsight.protocols import GoalPart
 from hindsight.resources import env_asset
 from hindsight.specs import Params
-from hindsight.tasks.base import EnvFamily, MultiTaskTask
+from hindsight.tasks.base import EnvFamily, MultiTaskTask, TaskSet
 from hindsight.tasks.point_reacher import reacher_weights
 
 SUBSTEPS = 100
@@ -59,7 +59,7 @@ def fetch_xml_path() -> str:
     return os.path.join(found.submodule_search_locations[0], "envs", "assets", "fetch", "reach.xml")
 
 
-class FetchTasks:
+class FetchTasks(TaskSet):
     """u ~ U(0, 0.25), v ~ U(0.5, 1), goal and obstacle ~ U(-0.15, 0.15)^3 relative to the initial gripper."""
 
     task_dim = 8
@@ -203,15 +203,14 @@ def fetch_model() -> mj.MjModel:
 class FetchReach(EnvFamily):
     """The Fetch arm reaching a goal, avoiding an obstacle and saving energy, in any mix (horizon 50)."""
 
-    default_reward = "fetch_reach"
+    Tasks = FetchTasks
+    Reward = FetchReward
     features_name = "fetch_gripper"
 
     class Params(Params):
         horizon: int = Field(default=50, ge=1)
         action_noise: float = Field(default=0.0, ge=0, description="std of Gaussian noise on the xyz action")
 
-    obs_dim = 10
-    action_dim = 4
     feature_dim = 3
 
     private_model = True  # the task moves marker sites per episode
@@ -220,9 +219,6 @@ class FetchReach(EnvFamily):
     def control_dt(self) -> float:
         """SUBSTEPS physics steps of the model's own timestep."""
         return self.model.opt.timestep * SUBSTEPS
-
-    def make_task_distribution(self) -> FetchTasks:
-        return FetchTasks()
 
     def load_model(self) -> mj.MjModel:
         return fetch_model()

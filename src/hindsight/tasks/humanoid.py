@@ -46,20 +46,16 @@ class HumanoidDirectionReward(DirectionReward):
 class HumanoidDirection(EnvFamily):
     """dm_control's humanoid moving in a task direction theta; falls are terminal (horizon 1000)."""
 
-    default_reward = "humanoid_direction"
+    Tasks = DirectionTasks
+    Reward = HumanoidDirectionReward
     features_name = "humanoid_motion"
 
     class Params(Params):
         horizon: int = Field(default=1000, ge=1)
 
-    obs_dim = 53
-    action_dim = 21
     feature_dim = 2
 
     control_dt = CONTROL_DT
-
-    def make_task_distribution(self) -> DirectionTasks:
-        return DirectionTasks()
 
     def load_model(self) -> mj.MjModel:
         return mj.MjModel.from_xml_string(*suite_humanoid.get_model_and_assets())

@@ -19,7 +19,7 @@ from pydantic import Field
 from hindsight.protocols import GoalPart
 from hindsight.resources import env_asset
 from hindsight.specs import Params
-from hindsight.tasks.base import EnvFamily, MultiTaskTask
+from hindsight.tasks.base import EnvFamily, MultiTaskTask, TaskSet
 
 CONTROL_DT = 0.1        # one Euler physics step per control step
 MAX_STEP_SPEED = 0.25   # per-step velocity bound of the reference dynamics
@@ -39,7 +39,7 @@ def polar_to_xy(theta: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
     return torch.stack([radius * torch.cos(theta), radius * torch.sin(theta)], -1)
 
 
-class PointReacherTasks:
+class PointReacherTasks(TaskSet):
     """u ~ U(0, 0.25), v ~ U(0.5, 1), theta_g, theta_o ~ U(-pi, pi), r_g, r_o ~ U(0.15, 0.30)."""
 
     task_dim = 6
@@ -178,21 +178,17 @@ class PointReacherTask(MultiTaskTask):
 class PointReacher(EnvFamily):
     """2-D point mass: reach a goal, avoid an imagined obstacle, save energy (horizon 20)."""
 
-    default_reward = "point_reacher"
+    Tasks = PointReacherTasks
+    Reward = PointReacherReward
     features_name = "point_position"
 
     class Params(Params):
         horizon: int = Field(default=20, ge=1)
 
-    obs_dim = 5
-    action_dim = 2
     feature_dim = 2
 
     control_dt = CONTROL_DT
     private_model = True  # goal and obstacle sites move per episode
-
-    def make_task_distribution(self) -> PointReacherTasks:
-        return PointReacherTasks()
 
     def load_model(self) -> mj.MjModel:
         return mj.MjModel.from_xml_path(str(env_asset("point_reacher", "point_reacher.xml")))

@@ -17,13 +17,13 @@ from pydantic import Field
 
 from hindsight.resources import env_asset
 from hindsight.specs import Params
-from hindsight.tasks.base import EnvFamily, MultiTaskTask
+from hindsight.tasks.base import EnvFamily, MultiTaskTask, TaskSet
 
 CONTROL_DT = 0.1  # one Euler physics step from rest per control step: the point moves by a / 10
 TRACK_STD = 0.05  # std of the Gaussian around the sinusoid
 
 
-class PointTrajectoryTasks:
+class PointTrajectoryTasks(TaskSet):
     """theta ~ U(-pi, pi), d ~ U(0.75, 1.0), A ~ U(-0.25, 0.25)."""
 
     task_dim = 3
@@ -38,10 +38,6 @@ class PointTrajectoryTasks:
 
     def eval_tasks(self) -> None:
         """None: evaluation draws fresh tasks each episode."""
-        return None
-
-    def goal_part(self) -> None:
-        """None: the task is a curve to follow, not a goal to reach."""
         return None
 
 
@@ -100,20 +96,16 @@ class PointTrajectoryTask(MultiTaskTask):
 class PointTrajectory(EnvFamily):
     """2-D point mass following a sinusoid of any orientation, length scale and amplitude (horizon 15)."""
 
-    default_reward = "point_trajectory"
+    Tasks = PointTrajectoryTasks
+    Reward = PointTrajectoryReward
     features_name = "point_position_before"
 
     class Params(Params):
         horizon: int = Field(default=15, ge=1)
 
-    obs_dim = 3
-    action_dim = 2
     feature_dim = 2
 
     control_dt = CONTROL_DT
-
-    def make_task_distribution(self) -> PointTrajectoryTasks:
-        return PointTrajectoryTasks()
 
     def load_model(self) -> mj.MjModel:
         return mj.MjModel.from_xml_path(str(env_asset("point_trajectory", "point_trajectory.xml")))

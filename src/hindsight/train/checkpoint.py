@@ -12,6 +12,11 @@ import torch
 from hindsight.train import faults
 
 
+# 2: {"format", "spec", "agent", "members": [each member's own state]} for every run, single or population.
+# 1 (before): a single run's state at the top level, its agent included; a population's as format 2.
+FORMAT = 2
+
+
 class CheckpointError(Exception):
     """A checkpoint that cannot be used; the message is meant for the user."""
 
@@ -33,6 +38,22 @@ def load_safe(path: Path) -> dict[str, Any]:
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: refused: not a plain tensor checkpoint ({reason})") from None
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint in today's format (``FORMAT``), read with ``load_safe``; older formats are converted."""
+    state = load_safe(path)
+    if not isinstance(state, dict) or "spec" not in state or "agent" not in state:
+        raise CheckpointError(f"{path}: refused: not a hindsight checkpoint")
+    if state.get("format") == FORMAT:
+        return state
+    if state.get("format") != 1:
+        raise CheckpointError(f"{path}: refused: unknown checkpoint format {state.get('format')!r}")
+    member_keys = ("epoch", "env_steps", "updates", "metrics_rows", "progress", "buffer", "relabeler", "generators",
+                   "env_rngs")
+    members = state["members"] if "members" in state else [state]
+    return {"format": FORMAT, "spec": state["spec"], "agent": state["agent"],
+            "members": [{key: member[key] for key in member_keys} for member in members]}
 
 
 def rng_state(random: np.random.RandomState) -> dict[str, Any]:

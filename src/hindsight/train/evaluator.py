@@ -29,9 +29,10 @@ class Evaluator:
             return self.fixed
         return self.tasks.sample(len(self.collector.envs), self.generator)
 
-    def evaluate(self, agent: Agent) -> dict[str, float]:
-        """Mean and std of the undiscounted return, each episode scored under its own task."""
-        batch = self.collector.collect(lambda obs, z: agent.act(obs, z, deterministic=True),
+    def evaluate(self, agent: Agent, member: int = 0) -> dict[str, float]:
+        """Mean and std of the undiscounted return of agent member ``member``, each episode scored under
+        its own task."""
+        batch = self.collector.collect(lambda obs, z: agent.act(obs, z, deterministic=True, member=member),
                                        self.evaluation_tasks())
         returns = (batch.rewards * batch.mask).sum(-1)
         return {"eval/return_mean": returns.mean().item(), "eval/return_std": returns.std(unbiased=False).item(),

@@ -13,18 +13,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hindsight.logging.sinks import GuardedSink, JsonlSink, ProgressSink, WandbSink
-from hindsight.specs import ResolvedSpec
-from hindsight.train.checkpoint import load_safe
+from hindsight.rundir import RunDir
+from hindsight.specs import ResolvedSpec, SpecError, identity, validate
+from hindsight.train.checkpoint import read_checkpoint
 from hindsight.train.trainer import Trainer
 
-SPEC_FILE = "spec.yaml"
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_FILE = "checkpoint.pt"
-WANDB_ID_FILE = "wandb_id.txt"
-# keys that may change between a run and its resumption
+# keys that may change between a run and its resumption (besides what ``identity`` leaves out)
 RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every", "eval.every", "logging")
 
 
@@ -53,14 +48,23 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def spec_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> str | None:
-    """The first field (dotted path) where two resolved specs differ, ignoring resumable changes."""
-    a, b = _flatten(saved), _flatten(current)
+    """The first field (dotted path) where two resolved specs differ in what they learn (``identity``),
+    ignoring resumable changes; a spec saved by an older hindsight is read as it is today."""
+    a, b = _flatten(identity(_as_today(saved))), _flatten(identity(current))
     for key in sorted(set(a) | set(b)):
         if key.startswith(RESUMABLE_CHANGES):
             continue
         if a.get(key) != b.get(key):
             return f"{key} ({a.get(key)!r} in the checkpoint, {b.get(key)!r} now)"
     return None
+
+
+def _as_today(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved resolved spec validated again, so that fields added since are filled in as they would be."""
+    try:
+        return validate(saved).to_dict()
+    except SpecError:
+        return saved
 
 
 def check_writable(run_dir: Path, needed_bytes: int) -> None:
@@ -91,17 +95,8 @@ def checkpoint_bytes(trainer: Trainer) -> int:
             return sum(tensor_bytes(v) for v in value)
         return 0
 
-    full_buffer = getattr(trainer.c.buffer, "nbytes", 0)
-    return 2 * (tensor_bytes(trainer.c.agent.state_dict()) + full_buffer) + 16 * 2**20
-
-
-def _truncate_metrics(path: Path, rows: int) -> None:
-    """Keep the first ``rows`` lines of metrics.jsonl (drop rows written after the checkpoint)."""
-    if not path.exists():
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines[:rows] if line.endswith("\n")]
-    path.write_text("".join(kept))
+    buffers = sum(member.buffer.nbytes for member in trainer.members)
+    return 2 * (tensor_bytes(trainer.agent.state_dict()) + buffers) + 16 * 2**20
 
 
 class _SignalStop:
@@ -131,81 +126,68 @@ class _SignalStop:
             signal.signal(signum, handler)
 
 
-def member_dirs(spec: ResolvedSpec, run_dir: Path) -> list[Path]:
-    """Where each member writes: the run directory itself, or ``seed<S>/`` per seed of a population."""
-    if spec.run.seeds is None:
-        return [run_dir]
-    return [run_dir / f"seed{seed}" for seed in spec.run.seeds]
-
-
-def _member_sinks(spec: ResolvedSpec, directory: Path, progress: bool, start_epoch: int) -> list:
+def _member_sinks(spec: ResolvedSpec, directory: RunDir, progress: bool, start_epoch: int) -> list:
     """metrics.jsonl, W&B (unless disabled) and the progress bar (if asked) for one member's run directory."""
     resolved = spec.to_dict()
-    (directory / SPEC_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
-    sinks: list = [JsonlSink(directory / METRICS_FILE)]
+    directory.write_spec(resolved)
+    sinks: list = [JsonlSink(directory.metrics)]
     wandb = spec.run.logging.wandb
     if wandb.mode != "disabled":
-        id_file = directory / WANDB_ID_FILE
-        if not id_file.exists():
-            id_file.write_text(uuid.uuid4().hex[:12])
+        if not directory.wandb_id.exists():
+            directory.wandb_id.write_text(uuid.uuid4().hex[:12])
+        run_id = directory.wandb_id.read_text().strip()
         sinks.append(GuardedSink.start("W&B logging", lambda: WandbSink(
-            wandb.mode, wandb.project, Path(wandb.dir) if wandb.dir else directory, resolved,
-            run_name(spec, directory), wandb.group, wandb.tags, run_id=id_file.read_text().strip())))
+            wandb.mode, wandb.project, Path(wandb.dir) if wandb.dir else directory.path, resolved,
+            run_name(spec, directory.path), wandb.group, wandb.tags, run_id=run_id)))
     if progress:
-        sinks.append(ProgressSink(spec.run.train.epochs, run_name(spec, directory), start_epoch=start_epoch))
+        sinks.append(ProgressSink(spec.run.train.epochs, run_name(spec, directory.path), start_epoch=start_epoch))
     return sinks
 
 
-def execute(spec: ResolvedSpec, run_dir: Path, progress: bool | None = None, resume: bool = False,
+def execute(spec: ResolvedSpec, run_dir: Path | RunDir, progress: bool | None = None, resume: bool = False,
             members: list[Path] | None = None) -> list[dict[str, Any]]:
     """Train the spec into ``run_dir`` and return this session's metrics rows (a population's first member's).
 
     A spec with ``seeds`` trains a population: member S writes ``run_dir/seed<S>/`` as a run of seed S
-    would (or ``members[i]`` for the i-th seed, when given), and ``run_dir/checkpoint.pt`` holds the whole
-    population.
-    With ``resume``, continue from ``run_dir/checkpoint.pt`` (or start fresh if there is none).
+    would (or ``members[i]`` for the i-th seed, when given), and ``run_dir`` holds the population's spec
+    and checkpoint. With ``resume``, continue from ``run_dir``'s checkpoint (or start fresh if there is none).
     Raises RunDirError for an unusable directory, CheckpointError for a refused checkpoint,
     StopRequested after a signal (checkpoint written), NonFiniteError on divergence.
     """
-    from hindsight.train.population import PopulationTrainer
-
-    run_dir = Path(run_dir)
-    checkpoint = run_dir / CHECKPOINT_FILE
-    default_dirs = member_dirs(spec, run_dir)
-    directories = default_dirs if members is None else [Path(m) for m in members]
+    run_dir = RunDir(run_dir) if not isinstance(run_dir, RunDir) else run_dir
+    default_dirs = run_dir.members(spec.run.seeds)
+    directories = default_dirs if members is None else [RunDir(m) for m in members]
     if len(directories) != len(default_dirs):
         raise ValueError(f"{len(directories)} member directories for {len(default_dirs)} members")
     resolved = spec.to_dict()
     state = None
-    if resume and checkpoint.exists():
-        state = load_safe(checkpoint)
+    if resume and run_dir.checkpoint.exists():
+        state = read_checkpoint(run_dir.checkpoint)
         mismatch = spec_mismatch(state["spec"], resolved)
         if mismatch:
             raise RunDirError(f"--resume: the spec differs from the checkpoint's at {mismatch}")
-    elif not resume and (checkpoint.exists() or any((d / METRICS_FILE).exists() for d in directories)):
-        raise RunDirError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
+    elif not resume and (run_dir.checkpoint.exists() or any(d.metrics.exists() for d in directories)):
+        raise RunDirError(f"{run_dir.path}: already holds a run; pass --resume to continue it or choose another --out")
 
-    population = spec.run.seeds is not None
-    trainer = PopulationTrainer(spec, checkpoint) if population else Trainer(spec, checkpoint_path=checkpoint)
-    members = trainer.members if population else [trainer]
-    check_writable(run_dir, sum(checkpoint_bytes(m) for m in members))
+    trainer = Trainer(spec, checkpoint_path=run_dir.checkpoint)
+    check_writable(run_dir.path, checkpoint_bytes(trainer))
     if state is not None:
         trainer.load_state_dict(state)
-    if population:
-        (run_dir / SPEC_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
+    if spec.run.seeds is not None:
+        run_dir.write_spec(resolved)
     show = spec.run.logging.progress if progress is None else progress
-    for i, (member, directory) in enumerate(zip(members, directories)):
-        directory.mkdir(parents=True, exist_ok=True)
+    for i, (member, directory) in enumerate(zip(trainer.members, directories)):
+        directory.path.mkdir(parents=True, exist_ok=True)
         if state is not None:
-            _truncate_metrics(directory / METRICS_FILE, member.metrics_rows)
+            directory.keep_metrics(member.metrics_rows)
         else:
-            (directory / METRICS_FILE).unlink(missing_ok=True)
+            directory.metrics.unlink(missing_ok=True)
         member.sinks = _member_sinks(member.spec, directory, show and i == 0, member.epoch)
     try:
         with _SignalStop(trainer):
             rows = trainer.run()
     finally:
-        for member in members:
+        for member in trainer.members:
             for sink in member.sinks:
                 sink.close()
-    return rows[0] if population else rows
+    return rows[0]

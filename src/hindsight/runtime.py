@@ -1,10 +1,13 @@
-"""Process-wide host settings that pay for CPU updates of small networks."""
+"""A spec's ``runtime`` section applied to this process: torch threads, the malloc policy, a warning where
+bfloat16 would be emulated. Process-wide host settings that pay for CPU updates of small networks."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import warnings
 from pathlib import Path
+from typing import Any
 
 # glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
@@ -40,3 +43,19 @@ def cpu_has_native_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | Non
         if line.startswith("flags"):
             flags.update(line.partition(":")[2].split())
     return bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
+def apply_runtime(runtime: Any) -> None:
+    """Apply a ``RuntimeSpec`` once, before a run builds its agent: threads and the malloc policy on CPU,
+    and a warning when bfloat16 products would be emulated."""
+    import torch
+
+    if torch.device(runtime.device).type != "cpu":
+        return
+    if runtime.threads is not None:
+        torch.set_num_threads(runtime.threads)
+    if runtime.keep_freed_memory:
+        keep_freed_memory()
+    if runtime.precision == "bfloat16" and cpu_has_native_bfloat16() is False:
+        warnings.warn("runtime.precision=bfloat16 on a CPU without native bfloat16 (no amx_bf16 or avx512_bf16 "
+                      "flag): its products are emulated and slower than float32", stacklevel=2)
