@@ -26,14 +26,14 @@ def test_gymnasium_check_env(name):
 @pytest.mark.parametrize("name", ENVS)
 def test_task_is_appended_drawn_at_reset_or_fixed(name):
     env = GymnasiumAdapter(name, env_params={"horizon": 5}, seed=1)
-    obs_dim, task_dim = env.family.obs_dim, env.family.task_distribution.task_dim
+    obs_dim, task_dim = env.sizes.obs_dim, env.task_distribution.task_dim
     assert env.observation_space.shape == (obs_dim + task_dim,)
     obs, info = env.reset()
     np.testing.assert_array_equal(obs[obs_dim:], info["task"])
     obs_next, _ = env.reset()
     assert not np.array_equal(obs[obs_dim:], obs_next[obs_dim:]), "a fresh task each reset"
 
-    fixed = env.family.task_distribution.sample(1, torch.Generator().manual_seed(9))[0].numpy()
+    fixed = env.task_distribution.sample(1, torch.Generator().manual_seed(9))[0].numpy()
     pinned = GymnasiumAdapter(name, env_params={"horizon": 5}, task=fixed)
     for _ in range(2):
         obs, _ = pinned.reset()

@@ -17,12 +17,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_same_seed_same_metrics_other_seed_differs(tiny_spec):
-    first = Trainer(validate(tiny_spec)).run()
-    second = Trainer(validate(tiny_spec)).run()
+    first = Trainer(validate(tiny_spec)).run()[0]
+    second = Trainer(validate(tiny_spec)).run()[0]
     assert without_timings(first) == without_timings(second)
     assert first[-1]["env_steps"] == 80 + 2 * 2 * 2 * 20
     tiny_spec["seed"] = 1
-    other = Trainer(validate(tiny_spec)).run()
+    other = Trainer(validate(tiny_spec)).run()[0]
     assert without_timings(other) != without_timings(first)
 
 
@@ -43,7 +43,7 @@ def test_hindsight_run_subprocess(tmp_path, tiny_spec):
     resolved = yaml.safe_load((out / "spec.yaml").read_text())
     assert resolved["train"]["epochs"] == 3 and resolved["reward"]["kind"] == "point_reacher"
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert checkpoint["epoch"] == 3 and "policy" in checkpoint["agent"]
+    assert checkpoint["format"] == 2 and checkpoint["members"][0]["epoch"] == 3 and "policy" in checkpoint["agent"]
 
 
 def test_bad_spec_subprocess_exits_2_without_traceback(tmp_path):

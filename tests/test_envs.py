@@ -13,13 +13,16 @@ from hindsight.resources import env_asset
 
 ENVS = REGISTRY.names("env")
 SHORT = 12
+# (obs, action, feature, task) sizes of each family, as ENVIRONMENTS.md and the README document them
+DOCUMENTED_SIZES = {"point_reacher": (5, 2, 2, 6), "point_trajectory": (3, 2, 2, 3), "cheetah_multi": (17, 6, 4, 4),
+                    "ant_direction": (27, 8, 3, 1), "humanoid_direction": (53, 21, 2, 1), "fetch_reach": (10, 4, 3, 8)}
 
 
 def make(name, horizon=SHORT, seed=0, **params):
     """(family, reward family, environment) for a registered env with a short horizon."""
     env_cls = REGISTRY.get("env", name)
     family = env_cls(env_cls.Params(horizon=horizon, **params))
-    reward_cls = REGISTRY.get("reward", env_cls.default_reward)
+    reward_cls = env_cls.Reward
     reward = reward_cls(reward_cls.Params())
     return family, reward, family.make_env(reward, seed)
 
@@ -36,11 +39,11 @@ def rollout(env, task, actions):
 
 
 def random_actions(family, n, seed):
-    return np.random.default_rng(seed).uniform(-1, 1, (n, family.action_dim))
+    return np.random.default_rng(seed).uniform(-1, 1, (n, family.make_env(None, 0).action_spec().shape[0]))
 
 
 def sample_tasks(family, n, seed):
-    return family.task_distribution.sample(n, torch.Generator().manual_seed(seed)).numpy()
+    return family.Tasks().sample(n, torch.Generator().manual_seed(seed)).numpy()
 
 
 @pytest.mark.parametrize("name", ENVS)
@@ -55,9 +58,11 @@ def test_dm_env_contract(name):
     family, _, env = make(name)
     obs_spec, action_spec = env.observation_spec(), env.action_spec()
     assert set(obs_spec) == {"observations", "features"}
-    assert obs_spec["observations"].shape == (family.obs_dim,) and obs_spec["observations"].dtype == np.float32
-    assert obs_spec["features"].shape == (family.feature_dim,) and obs_spec["features"].dtype == np.float32
-    assert action_spec.shape == (family.action_dim,)
+    obs_dim, action_dim, feature_dim, _ = DOCUMENTED_SIZES[name]
+    assert obs_spec["observations"].shape == (obs_dim,) and obs_spec["observations"].dtype == np.float32
+    assert obs_spec["features"].shape == (feature_dim,) == (family.feature_dim,)
+    assert obs_spec["features"].dtype == np.float32
+    assert action_spec.shape == (action_dim,)
     np.testing.assert_array_equal(action_spec.minimum, -1.0)
     np.testing.assert_array_equal(action_spec.maximum, 1.0)
     assert env.reward_spec().shape == () and env.discount_spec().shape == ()
@@ -76,7 +81,7 @@ def test_dm_env_contract(name):
         assert env.task.is_terminal(env.physics)
     else:                     # the time limit: exactly `horizon` steps, bootstrap still applies
         assert last.discount == 1.0 and len(steps) - 1 == family.horizon
-    assert env.step(np.zeros(family.action_dim)).first()  # dm_env: stepping after LAST starts a new episode
+    assert env.step(np.zeros(env.action_spec().shape)).first()  # dm_env: stepping after LAST starts a new episode
 
 
 @pytest.mark.parametrize("name", ENVS)
@@ -113,7 +118,7 @@ def test_rewards_recomputed_from_features_for_any_task(name):
 
 def draw(name, n=4000):
     env_cls = REGISTRY.get("env", name)
-    return env_cls(env_cls.Params()).task_distribution.sample(n, torch.Generator().manual_seed(0))
+    return env_cls.Tasks().sample(n, torch.Generator().manual_seed(0))
 
 
 def reacher_weights(tasks):
@@ -146,7 +151,7 @@ def test_direction_tasks_and_eval_formula(name):
     z = draw(name)
     assert z.shape[1] == 1 and (z.abs() <= math.pi).all() and z.min() < -3 and z.max() > 3
     env_cls = REGISTRY.get("env", name)
-    evals = env_cls(env_cls.Params()).task_distribution.eval_tasks()
+    evals = env_cls.Tasks().eval_tasks()
     k = torch.arange(25, dtype=torch.float32)
     torch.testing.assert_close(evals[:, 0], -math.pi + math.pi / 25 + 2 * math.pi * k / 25)
 
@@ -166,7 +171,7 @@ def test_shipped_eval_tasks_are_the_documented_fixed_seed_draw(name, module):
 
     mod = importlib.import_module(f"hindsight.tasks.{module}")
     env_cls = REGISTRY.get("env", name)
-    tasks = env_cls(env_cls.Params()).task_distribution
+    tasks = env_cls.Tasks()
     shipped = tasks.eval_tasks()
     assert shipped.shape == (mod.EVAL_COUNT, tasks.task_dim) and shipped.dtype == torch.float32
     torch.testing.assert_close(shipped, tasks.sample(mod.EVAL_COUNT, torch.Generator().manual_seed(mod.EVAL_SEED)),
@@ -230,7 +235,7 @@ def test_falls_are_true_terminals(name, height):
     env.task.set_task(np.zeros(1, np.float32))
     env.reset()
     env.physics.data.qpos[2] = height
-    step = env.step(np.zeros(family.action_dim))
+    step = env.step(np.zeros(env.action_spec().shape))
     assert step.last() and step.discount == 0.0
 
 
@@ -250,7 +255,7 @@ def test_terminal_when_torso_height_leaves_the_healthy_range_or_state_is_not_fin
 @pytest.mark.parametrize("name", ["ant_direction", "humanoid_direction"])
 def test_standing_still_is_truncated_not_terminated(name):
     family, _, env = make(name, horizon=5)
-    steps = rollout(env, np.zeros(1, np.float32), np.zeros((5, family.action_dim)))
+    steps = rollout(env, np.zeros(1, np.float32), np.zeros((5, *env.action_spec().shape)))
     assert len(steps) == 6 and steps[-1].last() and steps[-1].discount == 1.0
 
 

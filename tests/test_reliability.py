@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from hindsight.cli import app
 from hindsight.specs import validate
-from hindsight.train.checkpoint import CheckpointError, load_safe
+from hindsight.train.checkpoint import CheckpointError, load_safe, read_checkpoint
 from hindsight.train.run import RunDirError, execute
 from hindsight.train.trainer import NonFiniteError, Trainer
 
@@ -83,7 +83,7 @@ def test_signal_stops_cleanly_and_resumes(tmp_path, spec_file, reference, signum
     assert proc.returncode == 130, stderr
     assert "checkpoint written" in stderr and "--resume" in stderr
     state = load_safe(out / "checkpoint.pt")
-    assert state["epoch"] < 4
+    assert state["members"][0]["epoch"] < 4
     # the stop may land mid-epoch; resuming with the same spec finishes the run
     resumed = hindsight("run", str(spec_file), "--out", str(out), "--resume", "--set", "train.updates_per_loop=200")
     assert resumed.returncode == 0, resumed.stderr
@@ -127,20 +127,16 @@ def test_tampered_checkpoint_is_refused_without_running_code(tmp_path, spec_file
 
 
 def test_non_finite_parameters_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path, tiny_spec):
+    tiny_spec["train"]["epochs"] = 1
+    Trainer(validate(tiny_spec), checkpoint_path=tmp_path / "checkpoint.pt").run()
+    tiny_spec["train"]["epochs"] = 2
     trainer = Trainer(validate(tiny_spec), checkpoint_path=tmp_path / "checkpoint.pt")
-    trainer.warmup()
-    trainer.progress.steps_at_start = trainer.env_steps
-    for _ in range(tiny_spec["train"]["loops_per_epoch"]):
-        trainer.collect_for_loop()
-        trainer.update(tiny_spec["train"]["updates_per_loop"])
-        trainer.end_loop(seconds=0.0)
-    trainer.finish_epoch()
-    trainer.save_checkpoint()
+    trainer.load_state_dict(read_checkpoint(tmp_path / "checkpoint.pt"))
     with torch.no_grad():
-        trainer.c.agent.critic.weights[0][0, 0, 0] = float("nan")
+        trainer.agent.critic.weights[0][0, 0, 0] = float("nan")
     with pytest.raises(NonFiniteError, match=r"agent: .*(non-finite|nan).* in epoch 2"):
         trainer.run()
-    assert load_safe(tmp_path / "checkpoint.pt")["epoch"] == 1
+    assert load_safe(tmp_path / "checkpoint.pt")["members"][0]["epoch"] == 1
 
 
 def test_wandb_failure_never_stops_training(tmp_path, tiny_spec):

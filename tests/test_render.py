@@ -13,7 +13,9 @@ RENDER_ENV = {**os.environ, "MUJOCO_GL": "egl", "WANDB_MODE": "disabled"}  # for
 import copy  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import textwrap  # noqa: E402
 
+import attrs  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -22,7 +24,10 @@ from PIL import Image  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from hindsight.cli import app  # noqa: E402
-from hindsight.render.video import frames_per_episode, load_run, mp4_available  # noqa: E402
+from hindsight.registry import REGISTRY  # noqa: E402
+from hindsight.render.video import frames_per_episode, load_run, mp4_available, pick_tasks, rollout  # noqa: E402
+from hindsight.render.views import View  # noqa: E402
+from hindsight.rundir import RunDir  # noqa: E402
 from hindsight.specs import validate  # noqa: E402
 from hindsight.train.run import execute  # noqa: E402
 
@@ -56,9 +61,9 @@ def egl():
         pytest.skip(f"EGL rendering unavailable: {result.stderr.strip().splitlines()[-1:]}")
 
 
-def hindsight(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hindsight", *args], env=RENDER_ENV, capture_output=True,
-                          text=True, timeout=240)
+def hindsight(*args: str, gl: str = "egl") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hindsight", *args], env={**RENDER_ENV, "MUJOCO_GL": gl},
+                          capture_output=True, text=True, timeout=240)
 
 
 def gif_frames(path):
@@ -143,7 +148,8 @@ def test_stored_trajectories_are_whole_episodes(run_dir):
     from hindsight.render.pictures import stored_trajectories, to_batch
 
     run = load_run(run_dir)
-    trajectories, _ = stored_trajectories(run)
+    assert run.member == 0 and run.seed == 0
+    trajectories = stored_trajectories(run)
     assert len(trajectories) == 4                              # 2 warm-up + 2 trained episodes
     batch = to_batch(trajectories)
     assert (batch.lengths == HORIZON).all()
@@ -165,16 +171,91 @@ def test_missing_checkpoint_exits_2(run_dir, tmp_path, command):
 
 
 @pytest.mark.parametrize("command", ["render", "relabel-picture"])
-def test_unsupported_family_exits_2(run_dir, tmp_path, command):
-    spec = yaml.safe_load((run_dir / "spec.yaml").read_text())
-    spec["env"] = {"kind": "my_plugin_env"}
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    (tmp_path / "checkpoint.pt").write_bytes((run_dir / "checkpoint.pt").read_bytes())
+def test_checkpoint_of_an_unknown_family_exits_2(run_dir, tmp_path, command):
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    state["spec"]["env"] = {"kind": "my_plugin_env"}
+    torch.save(state, tmp_path / "checkpoint.pt")
+    (tmp_path / "spec.yaml").write_text((run_dir / "spec.yaml").read_text())
     result = CliRunner().invoke(app, [command, str(tmp_path)])
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and "'my_plugin_env' cannot be rendered" in lines[0], result.output
-    assert "point_reacher" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "no longer validates" in lines[0], result.output
+    assert "'my_plugin_env'" in lines[0]
+
+
+def test_every_family_names_its_view():
+    from hindsight.tasks.ant import DirectionView
+    from hindsight.tasks.base import EnvFamily
+    from hindsight.tasks.cheetah import CheetahView
+    from hindsight.tasks.fetch import FetchView
+    from hindsight.tasks.humanoid import HumanoidView
+    from hindsight.tasks.point_reacher import PointReacherView
+    from hindsight.tasks.point_trajectory import PointTrajectoryView
+
+    expected = {"point_reacher": PointReacherView, "point_trajectory": PointTrajectoryView,
+                "cheetah_multi": CheetahView, "ant_direction": DirectionView, "humanoid_direction": HumanoidView,
+                "fetch_reach": FetchView}
+    views = {name: REGISTRY.get("env", name).view for name in REGISTRY.names("env")}
+    assert {name: views[name] for name in expected} == expected
+    assert all(issubclass(view, View) for view in views.values())
+    assert all(view.top_down == (name in ("point_reacher", "point_trajectory")) for name, view in views.items())
+
+    class Plain(EnvFamily):
+        pass
+
+    assert Plain.view is View
+
+
+PLAIN_FAMILY = textwrap.dedent('''
+    from hindsight.registry import register
+    from hindsight.tasks.base import EnvFamily
+    from hindsight.tasks.point_reacher import PointReacher
+
+    @register("env", "plain_reacher")
+    class PlainReacher(EnvFamily):
+        """PointReacher's model and task under another name, without a view of its own."""
+
+        Params, Tasks, Reward = PointReacher.Params, PointReacher.Tasks, PointReacher.Reward
+        features_name, feature_dim, control_dt, private_model = "point_position", 2, 0.1, True
+        load_model, make_task = PointReacher.load_model, PointReacher.make_task
+''')
+
+
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory):
+    """A one-epoch run of a plugin family without a view (trained in a subprocess: the plugin's family stays
+    out of this session's registry)."""
+    root = tmp_path_factory.mktemp("plain")
+    (root / "plain_family.py").write_text(PLAIN_FAMILY)
+    spec = copy.deepcopy(TINY)
+    spec.update(plugins=["plain_family"], env={"kind": "plain_reacher"})
+    (root / "spec.yaml").write_text(yaml.safe_dump(spec))
+    result = hindsight("run", str(root / "spec.yaml"), "--out", str(root / "run"), gl="disable")
+    assert result.returncode == 0, result.stderr
+    return root / "run"
+
+
+def test_family_without_a_view_is_drawn_by_the_base_view(plain_run, tmp_path):
+    out = tmp_path / "relabel.png"
+    result = hindsight("relabel-picture", str(plain_run), "--trajectories", "2", "--candidates", "4", "--out",
+                       str(out), gl="disable")
+    assert result.returncode == 0, result.stderr
+    assert "stored" in result.stdout and "HER" in result.stdout
+    with Image.open(out) as image:
+        assert np.asarray(image.convert("L")).std() > 5
+    refused = hindsight("render", str(plain_run), "--no-video", gl="disable")
+    assert refused.returncode == 2 and "'plain_reacher' has no top-down picture" in refused.stderr + refused.stdout
+
+
+def test_render_family_without_a_view(plain_run, egl, tmp_path):
+    out = tmp_path / "plain.gif"
+    result = hindsight("render", str(plain_run), "--tasks", "2", "--max-steps", "4", "--out", str(out),
+                       "--size", "64x48")
+    assert result.returncode == 0, result.stderr
+    frames = gif_frames(out)
+    assert len(frames) == 2 * 5 and frames[0].shape == (48, 64, 3)
+    assert_not_blank(frames[0], frames[-1])
+    assert not (tmp_path / "plain-topdown.png").exists()
 
 
 def test_bad_options_exit_2(run_dir, tmp_path):
@@ -185,8 +266,7 @@ def test_bad_options_exit_2(run_dir, tmp_path):
 
 
 def test_point_reacher_view_matches_the_family():
-    from hindsight.render.views import PointReacherView
-    from hindsight.tasks.point_reacher import polar_to_xy, reacher_weights
+    from hindsight.tasks.point_reacher import PointReacherView, polar_to_xy, reacher_weights
 
     z = np.array([0.1, 0.7, 2.0, 0.2, -1.0, 0.25])
     t = torch.tensor(z)
@@ -234,4 +314,29 @@ def test_population_member_directories(tmp_path):
     result = CliRunner().invoke(app, ["relabel-picture", str(member), "--trajectories", "2", "--candidates", "4"])
     assert result.exit_code == 0 and "stored" in result.output, result.output
     run = load_run(member)
-    assert run.seed == 1 and run.state["epoch"] == 1
+    assert run.seed == 1 and run.member == 1 and run.state["seed"] == 1 and run.state["epoch"] == 1
+    assert run.checkpoint == tmp_path / "pop" / "checkpoint.pt" and run.agent.members == 2
+    tasks = pick_tasks(run, 2)
+    own = [episode.ret for episode in rollout(run, tasks)]
+    assert own == [episode.ret for episode in rollout(run, tasks)]                  # deterministic
+    assert own != [episode.ret for episode in rollout(attrs.evolve(run, member=0), tasks)]   # member 1's policy
+
+
+def test_study_member_directories(tmp_path):
+    """A study's member writes its own run directory; population.json points at the population's checkpoint."""
+    spec = copy.deepcopy(TINY)
+    spec["seeds"] = [3, 5]
+    spec.pop("seed")
+    members = [tmp_path / "runs" / "a", tmp_path / "runs" / "b"]
+    execute(validate(spec), tmp_path / "populations" / "job", members=members)
+    for member in members:
+        RunDir(member).point_to_population(RunDir(tmp_path / "populations" / "job"), [3, 5])
+    for index, (member, seed) in enumerate(zip(members, (3, 5))):
+        run = load_run(member)
+        assert (run.seed, run.member, run.state["seed"]) == (seed, index, seed)
+        assert run.checkpoint == tmp_path / "populations" / "job" / "checkpoint.pt"
+    result = CliRunner().invoke(app, ["render", str(members[1]), "--tasks", "2", "--no-video"])
+    assert result.exit_code == 0, result.output
+    assert (members[1] / "render-topdown.png").is_file()
+    result = CliRunner().invoke(app, ["relabel-picture", str(members[1]), "--trajectories", "2", "--candidates", "4"])
+    assert result.exit_code == 0 and "stored" in result.output, result.output

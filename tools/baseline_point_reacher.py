@@ -2,10 +2,10 @@
 uniformly random policy scored on the same kind of evaluation episodes.
 
     MUJOCO_GL=disable python tools/baseline_point_reacher.py [--seeds 0 1 2] [--epochs 40] [--out runs/baseline]
-        [--set agent.precision=bfloat16 ...]
+        [--set runtime.precision=bfloat16 ...]
 
 Prints each seed's final eval return, the mean of its last five evaluations and its training speed, their
-means, and the random policy's return. ``--set`` overrides the spec (e.g. to compare agent settings).
+means, and the random policy's return. ``--set`` overrides the spec (e.g. to compare agent or runtime settings).
 """
 
 from __future__ import annotations
@@ -16,22 +16,23 @@ from pathlib import Path
 
 import torch
 
+from hindsight.build import build_problem
 from hindsight.resources import env_asset
 from hindsight.seeding import make_generator
 from hindsight.specs import load_spec
 from hindsight.train.collector import Collector
 from hindsight.train.run import execute
-from hindsight.train.trainer import build_components, make_envs
+from hindsight.train.trainer import make_envs
 
 
 def random_policy_return(spec, episodes: int, seed: int = 12345) -> float:
     """Mean undiscounted return of uniform random actions on ``episodes`` fresh tasks."""
-    parts = build_components(spec)
-    collector = Collector(make_envs(parts.family, parts.reward, seed, "env/random", episodes), parts.family.horizon)
+    problem = build_problem(spec)
+    collector = Collector(make_envs(problem, seed, "env/random", episodes), problem.sizes.horizon, problem.reward)
     gen = make_generator(seed, "random-policy")
-    tasks = parts.family.task_distribution.sample(episodes, gen)
-    batch = collector.collect(lambda obs, z: torch.rand(obs.shape[0], parts.family.action_dim, generator=gen) * 2 - 1,
-                              tasks)
+    tasks = problem.tasks.sample(episodes, gen)
+    action_dim = problem.sizes.action_dim
+    batch = collector.collect(lambda obs, z: torch.rand(obs.shape[0], action_dim, generator=gen) * 2 - 1, tasks)
     return float(((batch.rewards * batch.mask).sum(-1)).mean())
 
 

@@ -34,15 +34,16 @@ SUITE_COUNTERPARTS = {
 
 
 def family_env(name: str):
-    """A family at its default parameters, one of its environments, and a reset that draws a task."""
+    """A family at its default parameters, one of its environments (scored by the family's own reward,
+    at its default parameters), and a reset that draws a task from the family's own task distribution."""
     env_cls = REGISTRY.get("env", name)
     family = env_cls(env_cls.Params())
-    reward_cls = REGISTRY.get("reward", env_cls.default_reward)
-    env = family.make_env(reward_cls(reward_cls.Params()), seed=0)
+    env = family.make_env(env_cls.Reward(env_cls.Reward.Params()), seed=0)
+    tasks = env_cls.Tasks()
     generator = torch.Generator().manual_seed(0)
 
     def reset():
-        env.task.set_task(family.task_distribution.sample(1, generator)[0].numpy())
+        env.task.set_task(tasks.sample(1, generator)[0].numpy())
         return env.reset()
 
     return family, env, reset

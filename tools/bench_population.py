@@ -10,7 +10,8 @@ over members from each run's metrics (epoch wall time: collection plus updates, 
 The separate runs are P processes with one torch thread each, started together (or in waves of
 ``--separate-at-once``, as a study with that many workers runs them: on 2 cores, 2 at a time avoids
 time-slicing 4 processes over 2 cores); the population is one process and may use every core
-(``--population-threads``, default all). The last column is the population's aggregate updates/s over
+(``--population-threads``, its runtime.threads, default all). ``--device`` and ``--precision`` set every
+run's runtime.device and runtime.precision. The last column is the population's aggregate updates/s over
 that of the population of one (with size 1 first in --sizes): the GPU target's "P members vs one run".
 """
 
@@ -33,7 +34,7 @@ def overrides(family: str, loops: int, device: str, precision: str) -> list[str]
     warmup = {"point_reacher": 256, "cheetah_multi": 1000}.get(family, 500)
     return ["logging.wandb.mode=disabled", "logging.progress=false", "train.epochs=1",
             f"train.loops_per_epoch={loops}", f"train.warmup_steps={warmup}", "eval.episodes=1",
-            f"agent.device={device}", f"agent.precision={precision}", "buffer.capacity=100000"]
+            f"runtime.device={device}", f"runtime.precision={precision}", "buffer.capacity=100000"]
 
 
 def launch(family: str, out: Path, extra: list[str]) -> subprocess.Popen:
@@ -65,14 +66,14 @@ def measure(family: str, size: int, loops: int, device: str, precision: str, roo
     base = overrides(family, loops, device, precision)
     seeds = list(range(size))
     population_dir = root / f"{family}-pop{size}"
-    wait([launch(family, population_dir, base + [f"seeds={seeds}", f"agent.threads={population_threads}"])])
+    wait([launch(family, population_dir, base + [f"seeds={seeds}", f"runtime.threads={population_threads}"])])
     population = rates([population_dir / f"seed{s}" / "metrics.jsonl" for s in seeds])
     if at_once == 0:
         return {"population": population, "separate": (math.nan, math.nan)}
     separate_dirs = [root / f"{family}-sep{size}-{seed}" for seed in seeds]
     waves = [list(zip(seeds, separate_dirs))[start:start + at_once] for start in range(0, size, at_once)]
     for wave in waves:
-        wait([launch(family, d, base + [f"seed={seed}", "agent.threads=1"]) for seed, d in wave])
+        wait([launch(family, d, base + [f"seed={seed}", "runtime.threads=1"]) for seed, d in wave])
     # every run does the same work W, and a wave of n runs at summed rate R takes n W / R: the sustained
     # aggregate over all waves is P / sum(n / R)
     wave_rates = [rates([d / "metrics.jsonl" for _, d in wave]) for wave in waves]
@@ -88,7 +89,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
-                        help="agent.precision of every run (bfloat16: hidden products in bfloat16)")
+                        help="runtime.precision of every run (bfloat16: hidden products in bfloat16)")
     parser.add_argument("--population-threads", type=int, default=os.cpu_count() or 1,
                         help="torch threads of the population process (the separate runs use one each)")
     parser.add_argument("--separate-at-once", type=int, default=0,

@@ -24,18 +24,20 @@ os.environ.setdefault("MUJOCO_GL", "disable")
 import torch  # noqa: E402
 
 from hindsight.batches import TrajectoryBatch  # noqa: E402
+from hindsight.protocols import Sizes, TaskDistribution  # noqa: E402
 from hindsight.specs import validate  # noqa: E402
 from hindsight.train.trainer import Trainer  # noqa: E402
 
 
-def synthetic(n: int, horizon: int, family, generator: torch.Generator) -> TrajectoryBatch:
-    """n trajectories shaped like the family's, with uniform random entries in [-1, 1]."""
+def synthetic(n: int, horizon: int, sizes: Sizes, tasks: TaskDistribution,
+              generator: torch.Generator) -> TrajectoryBatch:
+    """n trajectories of the run's sizes, with uniform random entries in [-1, 1] and tasks drawn from ``tasks``."""
     def uniform(*shape):
         return torch.rand(*shape, generator=generator) * 2 - 1
     return TrajectoryBatch(
-        obs=uniform(n, horizon + 1, family.obs_dim), actions=uniform(n, horizon, family.action_dim),
-        features=uniform(n, horizon, family.feature_dim), rewards=torch.zeros(n, horizon),
-        tasks=family.task_distribution.sample(n, generator),
+        obs=uniform(n, horizon + 1, sizes.obs_dim), actions=uniform(n, horizon, sizes.action_dim),
+        features=uniform(n, horizon, sizes.feature_dim), rewards=torch.zeros(n, horizon),
+        tasks=tasks.sample(n, generator),
         lengths=torch.full((n,), horizon), terminated=torch.zeros(n, dtype=torch.bool))
 
 
@@ -48,11 +50,12 @@ def spec_for(method: str, horizon: int, args) -> dict:
     return {
         "seed": 0, "env": {"kind": args.env, "horizon": horizon}, "relabeler": relabeler,
         "agent": {"kind": "sac", "hidden": [300, 300, 300] if short else [256, 256], "batch_size": 256,
-                  "gamma": 0.97 if short else 0.99, "device": args.device},
+                  "gamma": 0.97 if short else 0.99},
         "buffer": {"kind": "replay", "capacity": 1_000_000},
         "train": {"epochs": 1, "loops_per_epoch": 1, "episodes_per_loop": 1, "updates_per_loop": 100,
                   "warmup_steps": max(horizon, 256)},
         "eval": {"episodes": 1}, "logging": {"wandb": {"mode": "disabled"}, "progress": False},
+        "runtime": {"device": args.device},
     }
 
 
@@ -64,15 +67,17 @@ def sync(device: str) -> None:
 def bench(method: str, horizon: int, args) -> dict[str, float]:
     """Median seconds per relabel call, and the mean relabel share of a training iteration."""
     trainer = Trainer(validate(spec_for(method, horizon, args)))
-    relabeler, ctx = trainer.c.relabeler, trainer.ctx
-    family = trainer.c.family
+    member = trainer.members[0]
+    relabeler, ctx = member.relabeler, member.ctx
+    sizes, tasks = trainer.problem.sizes, trainer.problem.tasks
     g = torch.Generator().manual_seed(0)
-    trainer.warmup()
+    while not member.warmup_done():
+        member.collect_random()
     if method == "air":
-        relabeler.relabel(synthetic(args.cache, horizon, family, g), ctx)
+        relabeler.relabel(synthetic(args.cache, horizon, sizes, tasks, g), ctx)
     calls = []
     for _ in range(args.repeats):
-        batch = synthetic(1, horizon, family, g)
+        batch = synthetic(1, horizon, sizes, tasks, g)
         sync(args.device)
         start = time.perf_counter()
         relabeler.relabel(batch, ctx)
@@ -82,7 +87,7 @@ def bench(method: str, horizon: int, args) -> dict[str, float]:
     shares, iterations = [], []
     for _ in range(args.iterations):
         start = time.perf_counter()
-        trainer.collect_and_store()
+        trainer.collect()
         trainer.update(100)
         sync(args.device)
         total = time.perf_counter() - start
@@ -101,7 +106,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["advantage", "air"])
     parser.add_argument("--repeats", type=int, default=5, help="timed relabel calls per setting")
     parser.add_argument("--iterations", type=int, default=2, help="timed training iterations per setting")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="runtime.device of the runs")
     args = parser.parse_args()
 
     print(f"{args.env}: K={args.candidates}, AIR N={args.cache}, B=1 per call, device {args.device}, "

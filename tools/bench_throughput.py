@@ -6,7 +6,7 @@
    warm-up of uniform random actions. Each repeat trains ours then SB3 (order swapped every other
    repeat) for the same number of env steps; the table shows medians over repeats and the median of
    the paired ratios. Both run in this one process, so with the same torch thread count (``--threads``)
-   and the same heap policy (our agent applies ``agent.keep_freed_memory`` when built, before SB3 runs).
+   and the same heap policy (our Trainer applies ``runtime.keep_freed_memory`` when built, before SB3 runs).
 2. Achieved GFLOP/s of our update (matmul FLOPs counted by torch's FlopCounterMode, over the measured
    update time) beside the best of square float32 matmuls measured on this machine, alternating.
 3. With AIR (K = 100, N = 500, the cache filled first): the share of training wall time spent relabeling, at the bench's
@@ -45,7 +45,7 @@ HIDDEN = [256, 256]
 BATCH = 256
 LR = 3e-4
 GAMMA = 0.99
-# our variants: agent settings on top of the shared ones
+# our variants: runtime settings (the spec's runtime section) on top of the shared ones
 VARIANTS = {"ours": {}, "ours+compile": {"compile": True}, "ours+bf16": {"precision": "bfloat16"}}
 
 
@@ -64,32 +64,40 @@ def horizon_of(family: str, args) -> int:
     return env_cls(env_cls.Params.model_validate(env_params(family, args))).horizon
 
 
-def our_trainer(family: str, args, relabeler: dict | None = None, agent: dict | None = None) -> Trainer:
-    """A Trainer with one episode per loop and one update per env step (updates_per_loop = horizon)."""
+def our_trainer(family: str, args, relabeler: dict | None = None, runtime: dict | None = None) -> Trainer:
+    """A single-seed Trainer (P = 1) with one episode per loop and one update per env step
+    (updates_per_loop = horizon); ``runtime`` adds to the spec's runtime section (device, threads)."""
     horizon = horizon_of(family, args)
     spec = validate({
         "name": f"bench-{family}", "seed": 0, "env": {"kind": family, **env_params(family, args)},
         "relabeler": relabeler or {"kind": "none"},
-        "agent": {"kind": "sac", "hidden": HIDDEN, "batch_size": BATCH, "lr": LR, "gamma": GAMMA,
-                  "device": args.device, **(agent or {})},
+        "agent": {"kind": "sac", "hidden": HIDDEN, "batch_size": BATCH, "lr": LR, "gamma": GAMMA},
         "buffer": {"kind": "replay", "capacity": 200_000},
         "train": {"epochs": 1, "episodes_per_loop": 1, "updates_per_loop": horizon,
                   "warmup_steps": args.warmup},
         "logging": {"wandb": {"mode": "disabled"}, "progress": False},
+        "runtime": {"device": args.device, "threads": args.threads, **(runtime or {})},
     })
     trainer = Trainer(spec)
-    torch.set_num_threads(args.threads)  # the agent may set its own; the bench runs both at the same count
+    torch.set_num_threads(args.threads)  # runtime.threads applies on CPU only; the bench runs both at one count
     return trainer
+
+
+def warmup(trainer: Trainer) -> None:
+    """Uniform random actions until ``train.warmup_steps`` env steps are stored (the Trainer's warm-up)."""
+    member = trainer.members[0]
+    while not member.warmup_done():
+        member.collect_random()
 
 
 def train_ours(trainer: Trainer, steps: int) -> tuple[float, float]:
     """Train for at least ``steps`` env steps (whole loops); env steps per wall second and per CPU second."""
-    updates = trainer.spec.run.train.updates_per_loop
-    start, cpu, before = time.perf_counter(), time.process_time(), trainer.env_steps
-    while trainer.env_steps - before < steps:
-        trainer.collect_and_store()
+    updates, member = trainer.spec.run.train.updates_per_loop, trainer.members[0]
+    start, cpu, before = time.perf_counter(), time.process_time(), member.env_steps
+    while member.env_steps - before < steps:
+        trainer.collect()
         trainer.update(updates)
-    done = trainer.env_steps - before
+    done = member.env_steps - before
     return done / (time.perf_counter() - start), done / (time.process_time() - cpu)
 
 
@@ -115,7 +123,7 @@ def train_sb3(model, steps: int) -> tuple[float, float]:
 
 def throughput(args) -> None:
     print(f"== training throughput (env steps/s), {args.repeats} repeats of {args.steps} env steps; one process, "
-          f"so both run with torch threads {args.threads} and the heap policy agent.keep_freed_memory sets ==")
+          f"so both run with torch threads {args.threads} and the heap policy runtime.keep_freed_memory sets ==")
     names = our_variants(args) + ([] if args.skip_sb3 else ["sb3"])
     rows = []
     for family in args.families:
@@ -129,8 +137,8 @@ def throughput(args) -> None:
                 model = sb3_model(family, args)
                 runners[name] = lambda model=model: train_sb3(model, args.steps)
             else:
-                trainer = our_trainer(family, args, agent=VARIANTS[name])
-                trainer.warmup()
+                trainer = our_trainer(family, args, runtime=VARIANTS[name])
+                warmup(trainer)
                 trainer.update(1)  # compiles, when asked to
                 runners[name] = lambda trainer=trainer: train_ours(trainer, args.steps)
             torch.set_num_threads(args.threads)
@@ -197,10 +205,11 @@ def update_flop_rate(args, name: str, flops: int | None) -> int:
     """Print updates/s and GFLOP/s of our update beside the matmul ceiling (float32, and bfloat16 for the
     bf16 variant); return the update's FLOPs (counted once, eagerly: the variants keep the math)."""
     family = args.families[0]
-    trainer = our_trainer(family, args, agent=VARIANTS[name])
-    trainer.warmup()
-    agent, buffer = trainer.c.agent, trainer.c.buffer
-    gen, update_gen = trainer.gen["buffer"], trainer.gen["update"]
+    trainer = our_trainer(family, args, runtime=VARIANTS[name])
+    warmup(trainer)
+    member = trainer.members[0]
+    agent, buffer = trainer.agent, member.buffer
+    gen, update_gen = member.gen["buffer"], member.gen["update"]
     batch = buffer.sample(BATCH, gen)
     for _ in range(5):
         agent.update(batch, update_gen)
@@ -229,11 +238,12 @@ def update_flop_rate(args, name: str, flops: int | None) -> int:
 def fill_relabel_cache(trainer: Trainer) -> None:
     """Warm up, then collect random episodes until an AIR relabeler's cache is full (AIR's cost grows with
     the cached trajectories, so a half-empty cache would flatter it)."""
-    trainer.warmup()
-    relabeler = trainer.c.relabeler
+    warmup(trainer)
+    member = trainer.members[0]
+    relabeler = member.relabeler
     cache = getattr(getattr(relabeler, "params", None), "cache", None)
     while cache is not None and len(relabeler) < cache:
-        trainer.collect_and_store(random_actions=True)
+        member.collect_random()
 
 
 def relabel_overhead(args) -> None:
@@ -248,15 +258,16 @@ def relabel_overhead(args) -> None:
         for name, spec, loops in runs:
             if spec["kind"] not in REGISTRY.names("relabeler") or loops < 1:
                 continue
-            trainer = our_trainer(family, args, relabeler=spec, agent={"precision": args.relabel_precision})
+            trainer = our_trainer(family, args, relabeler=spec, runtime={"precision": args.relabel_precision})
+            relabeler = trainer.members[0].relabeler
             fill_relabel_cache(trainer)
-            trainer.c.relabeler.diagnostics()  # drop the warm-up's figures
+            relabeler.diagnostics()  # drop the warm-up's figures
             start = time.perf_counter()
             for _ in range(loops):
-                trainer.collect_and_store()
+                trainer.collect()
                 trainer.update(trainer.spec.run.train.updates_per_loop)
             wall = time.perf_counter() - start
-            spent = trainer.c.relabeler.diagnostics()["relabel/seconds"]
+            spent = relabeler.diagnostics()["relabel/seconds"]
             per_loop[name] = wall / loops
             print(f"{family:<16}{name:<9} {wall / loops:7.2f} s per loop (one episode + one update per step), "
                   f"relabeling {spent / wall:.2%} of it", flush=True)
@@ -272,21 +283,22 @@ def reference_relabel(args) -> None:
         if not path.exists():
             continue
         spec = load_spec(path, ["logging.wandb.mode=disabled", "logging.progress=false",
-                               f"agent.precision={args.relabel_precision}"])
+                               f"runtime.precision={args.relabel_precision}"])
         trainer = Trainer(spec)
         torch.set_num_threads(args.threads)
+        relabeler = trainer.members[0].relabeler
         fill_relabel_cache(trainer)
-        trainer.c.relabeler.diagnostics()
+        relabeler.diagnostics()
         train = spec.run.train
         start = time.perf_counter()
         for _ in range(args.relabel_loops):
-            trainer.collect_and_store()
+            trainer.collect()
             trainer.update(train.updates_per_loop)
         wall = time.perf_counter() - start
-        spent = trainer.c.relabeler.diagnostics()["relabel/seconds"]
+        spent = relabeler.diagnostics()["relabel/seconds"]
         params = spec.params["relabeler"]
         print(f"{family:<16}air (K={params.candidates}, N={params.cache}), {train.episodes_per_loop} episode(s) of "
-              f"{trainer.c.family.horizon} steps + {train.updates_per_loop} updates per loop: "
+              f"{trainer.problem.sizes.horizon} steps + {train.updates_per_loop} updates per loop: "
               f"{wall / args.relabel_loops:.2f} s per loop, relabeling {spent / wall:.2%} of it", flush=True)
 
 
@@ -304,9 +316,9 @@ def main() -> None:
     parser.add_argument("--hipi-candidates", type=int, nargs="*", default=[],
                         help="also HIPI with these candidate caps (relabeler.candidates)")
     parser.add_argument("--relabel-precision", default="float32", choices=["float32", "bfloat16"],
-                        help="agent.precision of the relabeling runs")
-    parser.add_argument("--compile", action="store_true", help="also ours with agent.compile (slow to start)")
-    parser.add_argument("--bf16", action="store_true", help="also ours with agent.precision=bfloat16")
+                        help="runtime.precision of the relabeling runs")
+    parser.add_argument("--compile", action="store_true", help="also ours with runtime.compile (slow to start)")
+    parser.add_argument("--bf16", action="store_true", help="also ours with runtime.precision=bfloat16")
     parser.add_argument("--skip-sb3", action="store_true")
     parser.add_argument("--skip-relabel", action="store_true")
     args = parser.parse_args()

@@ -5,7 +5,7 @@
 # Then the device tool's run, carry [".device"], timeout_s 590:
 #                 bash tools/device_check.sh
 # Each step has its own time limit (about 8 minutes in all) and writes its output to $OUT/<step>.txt:
-#   smoke       hindsight run with agent.device=cuda end to end (PointReacher with AIR, one short epoch)
+#   smoke       hindsight run with runtime.device=cuda end to end (PointReacher with AIR, one short epoch)
 #   throughput  updates/s at batch 256: eager, bfloat16 and torch.compile (tools/bench_throughput.py)
 #   population  populations of 1, 32 and 64 members, aggregate updates/s (tools/bench_population.py)
 # DEVICE=cpu SIZES="1 2" runs the same steps here, to try the script out (with a site built for this Python).
@@ -37,7 +37,7 @@ import torch, mujoco, dm_control, pydantic
 print('torch', torch.__version__, 'cuda', torch.version.cuda, 'device', torch.cuda.get_device_name() if torch.cuda.is_available() else None)
 print('mujoco', mujoco.__version__, 'pydantic', pydantic.VERSION)"
 step smoke 90 "$python" -m hindsight run envs/point_reacher/air.yaml --out /tmp/hindsight-smoke --no-progress \
-  --set agent.device="$device" --set train.epochs=1 --set train.loops_per_epoch=2 --set eval.episodes=2 \
+  --set runtime.device="$device" --set train.epochs=1 --set train.loops_per_epoch=2 --set eval.episodes=2 \
   --set logging.wandb.mode=disabled
 step throughput 210 "$python" tools/bench_throughput.py --device "$device" --compile --bf16 \
   --families point_reacher --skip-sb3 --skip-relabel --repeats 3 --steps 100

@@ -28,15 +28,16 @@ import attrs  # noqa: E402
 import torch  # noqa: E402
 
 from hindsight.batches import TrajectoryBatch, discounted_returns  # noqa: E402
-from hindsight.protocols import RelabelContext  # noqa: E402
+from hindsight.build import build_agent, build_problem, sizes_of  # noqa: E402
+from hindsight.protocols import RelabelContext, Sizes  # noqa: E402
 from hindsight.relabel.advantage import AdvantageRelabeling  # noqa: E402
 from hindsight.relabel.air import AIR  # noqa: E402
 from hindsight.relabel.reward import RewardRelabeling  # noqa: E402
-from hindsight.specs import validate  # noqa: E402
+from hindsight.specs import upgrade, validate  # noqa: E402
 from hindsight.tasks.point_reacher import (  # noqa: E402
     ACCEL_PER_STEP, MAX_STEP_SPEED, PointReacher, PointReacherReward, PointReacherTasks, reacher_weights)
+from hindsight.train.checkpoint import read_checkpoint  # noqa: E402
 from hindsight.train.collector import Collector  # noqa: E402
-from hindsight.train.trainer import build_components  # noqa: E402
 
 COMPONENTS = ["u", "v", "theta_g", "r_g", "theta_o", "r_o"]
 ANGLES = {"theta_g", "theta_o"}
@@ -104,15 +105,16 @@ class ScriptedReacher:
         rewards = self.reward.reward(positions, actions, tasks[:, None])     # [n, 1, T]
         return discounted_returns(rewards, mask, self.gamma)[:, 0]
 
-    def value(self, obs: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
-        """Discounted return [B, K] of the plan from each obs [B, O] for each task [B, K, Z]."""
+    def value(self, obs: torch.Tensor, tasks: torch.Tensor, member: int = 0) -> torch.Tensor:
+        """Discounted return [B, K] of the plan from each obs [B, O] for each task [B, K, Z] (one member)."""
         B, K, Z = tasks.shape
         starts = obs[:, None, :4].expand(B, K, 4).reshape(B * K, 4)
         flat = tasks.reshape(B * K, Z)
         self.optimise(starts, flat)
         return torch.tensor([self._plans[k][1] for k in self._keys(starts, flat)]).view(B, K)
 
-    def act(self, obs: torch.Tensor, tasks: torch.Tensor, deterministic: bool = True, generator=None) -> torch.Tensor:
+    def act(self, obs: torch.Tensor, tasks: torch.Tensor, deterministic: bool = True, generator=None,
+            member: int = 0) -> torch.Tensor:
         """The planned action of the current step for each episode (planned at its first step)."""
         steps = torch.round(obs[:, 4] * self.horizon).long()
         starts = torch.zeros(len(steps), 4)  # plans are keyed by the episode's start state: the origin at rest
@@ -122,14 +124,17 @@ class ScriptedReacher:
 
 
 def load_policy(args) -> tuple[object, int]:
-    """The agent (a trained checkpoint's or the scripted controller) and the horizon."""
+    """The agent (a trained checkpoint's, its first member, on the CPU; or the scripted controller) and the
+    horizon."""
     if args.checkpoint:
-        state = torch.load(args.checkpoint, weights_only=True, map_location="cpu")
-        spec = state["spec"]
-        spec["agent"]["device"] = "cpu"
-        components = build_components(validate(spec))
-        components.agent.load_state_dict(state["agent"])
-        return components.agent, components.family.horizon
+        state = read_checkpoint(Path(args.checkpoint))
+        spec = upgrade(state["spec"])  # a spec from before the runtime section: its agent's device moved there
+        spec["runtime"] = {**(spec.get("runtime") or {}), "device": "cpu"}
+        resolved = validate(spec)
+        problem = build_problem(resolved)
+        agent = build_agent(resolved, problem.sizes)
+        agent.load_state_dict(state["agent"])
+        return agent, problem.sizes.horizon
     return ScriptedReacher(PointReacherReward(), PointReacher().horizon, args.gamma, args.plan_iterations,
                            args.seed), PointReacher().horizon
 
@@ -162,11 +167,11 @@ def fidelity(original: torch.Tensor, relabeled: torch.Tensor) -> dict[str, tuple
 FIELDS = ("obs", "actions", "features", "rewards", "tasks", "lengths", "terminated")
 
 
-def relabel_all(batch: TrajectoryBatch, agent, args) -> tuple[dict[str, torch.Tensor], dict[str, dict]]:
+def relabel_all(batch: TrajectoryBatch, agent, sizes: Sizes, args) -> tuple[dict[str, torch.Tensor], dict[str, dict]]:
     """Relabel every trajectory with each method, ``args.batch`` per call: z' [n, 6] and diagnostics."""
-    methods = {"reward": RewardRelabeling(RewardRelabeling.Params(candidates=args.candidates)),
-               "advantage": AdvantageRelabeling(AdvantageRelabeling.Params(candidates=args.candidates)),
-               "air": AIR(AIR.Params(candidates=args.candidates, cache=args.cache))}
+    methods = {"reward": RewardRelabeling(RewardRelabeling.Params(candidates=args.candidates), sizes),
+               "advantage": AdvantageRelabeling(AdvantageRelabeling.Params(candidates=args.candidates), sizes),
+               "air": AIR(AIR.Params(candidates=args.candidates, cache=args.cache), sizes)}
     relabeled, diagnostics = {}, {}
     for name, relabeler in methods.items():
         ctx = RelabelContext(tasks=PointReacherTasks(), reward=PointReacherReward(), agent=agent,
@@ -211,6 +216,7 @@ def main() -> None:
     agent, horizon = load_policy(args)
     family = PointReacher(PointReacher.Params(horizon=horizon))
     reward, task_dist = PointReacherReward(), PointReacherTasks()
+    sizes = sizes_of(family, task_dist.task_dim)
     tasks = task_dist.sample(args.tasks, torch.Generator().manual_seed(args.seed))
     decoys = task_dist.sample(args.tasks, torch.Generator().manual_seed(args.seed + 2))
     if isinstance(agent, ScriptedReacher):  # plan the rollouts and every candidate the relabelers will draw at once
@@ -234,10 +240,10 @@ def main() -> None:
     print(f"mean undiscounted return of the rollouts: {returns.mean():.3f}")
     print(f"time: plan {planned - start:.1f} s, rollout {rolled - planned:.1f} s")
     settings = {
-        "original among the candidates (the paper's protocol)": relabel_all(batch, agent, args),
+        "original among the candidates (the paper's protocol)": relabel_all(batch, agent, sizes, args),
         # the relabelers take their B 'original' candidates from batch.tasks: swap in unrelated draws
         "original hidden (the batch's tasks replaced by unrelated draws)":
-            relabel_all(attrs.evolve(batch, tasks=decoys), agent, args),
+            relabel_all(attrs.evolve(batch, tasks=decoys), agent, sizes, args),
     }
     tables = {title: report(title, tasks, *result) for title, result in settings.items()}
 

@@ -20,9 +20,9 @@ import gymnasium
 import numpy as np
 import torch
 
-from hindsight.protocols import RewardFamily
+from hindsight.build import sizes_of
+from hindsight.protocols import EnvFamily, RewardFamily, TaskDistribution
 from hindsight.registry import REGISTRY
-from hindsight.tasks.base import EnvFamily
 
 
 class GymnasiumAdapter(gymnasium.Env):
@@ -33,6 +33,7 @@ class GymnasiumAdapter(gymnasium.Env):
         env_params: the family's parameters (e.g. ``{"horizon": 100}``) when ``family`` is a name.
         reward: a RewardFamily instance or a registered reward name (default: the family's own).
         reward_params: that reward family's parameters when ``reward`` is a name or the default.
+        tasks: a TaskDistribution instance or a registered ``tasks`` name (default: the family's own).
         task: a fixed task z [Z] for every episode (default: a fresh draw at each reset).
         seed: seeds the physics noise and the task draws until ``reset(seed=...)`` reseeds them.
     """
@@ -41,26 +42,30 @@ class GymnasiumAdapter(gymnasium.Env):
 
     def __init__(self, family: str | EnvFamily, *, env_params: dict[str, Any] | None = None,
                  reward: str | RewardFamily | None = None, reward_params: dict[str, Any] | None = None,
-                 task: np.ndarray | None = None, seed: int = 0):
+                 tasks: str | TaskDistribution | None = None, task: np.ndarray | None = None, seed: int = 0):
         if isinstance(family, str):
             env_cls = REGISTRY.get("env", family)
             family = env_cls(env_cls.Params.model_validate(env_params or {}))
         if reward is None or isinstance(reward, str):
-            reward_cls = REGISTRY.get("reward", reward or family.default_reward)
+            reward_cls = REGISTRY.get("reward", reward) if reward else family.Reward
             reward = reward_cls(reward_cls.Params.model_validate(reward_params or {}))
+        if tasks is None or isinstance(tasks, str):
+            tasks = (REGISTRY.get("tasks", tasks) if tasks else family.Tasks)()
         self.family = family
         self.reward_family = reward
+        self.task_distribution = tasks
+        self.sizes = sizes_of(family, tasks.task_dim)
         self.fixed_task = None if task is None else self._check_task(task)
-        task_dim = family.task_distribution.task_dim
-        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (family.obs_dim + task_dim,), np.float32)
-        self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (family.action_dim,), np.float32)
+        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.sizes.obs_dim + self.sizes.task_dim,),
+                                                      np.float32)
+        self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (self.sizes.action_dim,), np.float32)
         self.task: np.ndarray | None = None
         self._seed(seed)
 
     def _check_task(self, task: np.ndarray) -> np.ndarray:
         task = np.asarray(task, dtype=np.float32)
-        if task.shape != (self.family.task_distribution.task_dim,):
-            raise ValueError(f"task must have shape ({self.family.task_distribution.task_dim},), got {task.shape}")
+        if task.shape != (self.task_distribution.task_dim,):
+            raise ValueError(f"task must have shape ({self.task_distribution.task_dim},), got {task.shape}")
         return task
 
     def _seed(self, seed: int) -> None:
@@ -80,7 +85,7 @@ class GymnasiumAdapter(gymnasium.Env):
         elif self.fixed_task is not None:
             self.task = self.fixed_task
         else:
-            self.task = self.family.task_distribution.sample(1, self._tasks_generator)[0].numpy()
+            self.task = self.task_distribution.sample(1, self._tasks_generator)[0].numpy()
         self._env.task.set_task(self.task)
         timestep = self._env.reset()
         return self._observe(timestep), {"task": self.task.copy()}

@@ -7,22 +7,16 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from hindsight.console import err, fail, out
 from hindsight.registry import KINDS, REGISTRY, RegistryError
+from hindsight.render.cli import relabel_picture, render
 from hindsight.specs import SpecError, load_spec
+from hindsight.studies.cli import report, study
 
 app = typer.Typer(help="Multi-task RL with Generalized Hindsight relabeling on dm_control physics.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-out = Console()
-err = Console(stderr=True)
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Print ``error: message`` to stderr and exit with ``code`` (2 for bad input)."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def _load(spec: Path, overrides: list[str]):
@@ -100,13 +94,8 @@ def run(spec: Path = typer.Argument(..., help="run spec (YAML)"),
         out.print("nothing to do: the run had already finished")
 
 
-from hindsight.studies.cli import report, study  # noqa: E402  (their own module; imports stay lazy)
-
 app.command()(study)
 app.command()(report)
-
-from hindsight.render.cli import relabel_picture, render  # noqa: E402  (imports stay lazy)
-
 app.command()(render)
 app.command("relabel-picture")(relabel_picture)
 

@@ -252,6 +252,15 @@ def identity(resolved: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def as_today(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved resolved spec validated again, so that fields added since it was written are filled in as
+    they would be today; unchanged when it no longer validates (the caller then sees the difference)."""
+    try:
+        return validate(saved).to_dict()
+    except (SpecError, RegistryError):
+        return saved
+
+
 class ResolvedSpec:
     """A validated RunSpec with each component's parameters validated by its own model.
 

@@ -11,7 +11,7 @@ from hindsight.render.video import RenderError
 
 
 def _fail(message: str) -> None:
-    from hindsight.cli import fail
+    from hindsight.console import fail
 
     fail(message)
 
@@ -51,7 +51,6 @@ def render(run_dir: Path = typer.Argument(..., help="run directory (from hindsig
     """
     from hindsight.render.video import (VideoWriter, check_rendering, load_run, mp4_available, pick_tasks,
                                         rollout, use_egl)
-    from hindsight.render.views import view_for
 
     frame_size = _size(size)
     if not video and top_down is False:
@@ -66,7 +65,7 @@ def render(run_dir: Path = typer.Argument(..., help="run directory (from hindsig
         run = load_run(run_dir, checkpoint)
     except RenderError as exc:
         _fail(str(exc))
-    view = view_for(run.kind, 0.05)
+    view = run.view()
     if top_down and not view.top_down:
         _fail(f"--top-down: top-down pictures exist for the 2-D point families only, not {run.kind!r}")
     draw_top_down = view.top_down if top_down is None else top_down
@@ -83,8 +82,7 @@ def render(run_dir: Path = typer.Argument(..., help="run directory (from hindsig
             check_rendering()
         except RenderError as exc:
             _fail(str(exc))
-        dt = float(run.family.make_env(run.reward, 0).control_timestep())
-        writer = VideoWriter(out, fps=1.0 / (dt * every))
+        writer = VideoWriter(out, fps=1.0 / (run.control_dt * every))
     try:
         episodes = rollout(run, task_rows, size=frame_size, max_steps=max_steps, every=every, sink=writer,
                            shadows=shadows)

@@ -11,8 +11,14 @@ import numpy as np
 import torch
 
 from hindsight.batches import TrajectoryBatch, discounted_returns
+from hindsight.build import build_buffer, build_relabeler
+from hindsight.protocols import GoalTasks, RelabelContext
+from hindsight.relabel.advantage import AdvantageRelabeling
+from hindsight.relabel.air import AIR
+from hindsight.relabel.her import HER
 from hindsight.render.video import Episode, LoadedRun, RenderError
-from hindsight.render.views import VARIANT_COLORS, View, view_for
+from hindsight.render.views import VARIANT_COLORS, View
+from hindsight.seeding import derive_seed
 
 
 def _pyplot():
@@ -28,7 +34,7 @@ def top_down_picture(run: LoadedRun, episodes: list[Episode], path: Path) -> Pat
     """One panel per episode: the path from the start (hollow circle) with its goal and obstacle, or its
     sinusoid; each titled with the task read-out and the undiscounted return."""
     plt = _pyplot()
-    view = view_for(run.kind, 0.05)
+    view = run.view()
     if not view.top_down:
         raise RenderError(f"top-down pictures exist for the 2-D point families only, not {run.kind!r}")
     n = len(episodes)
@@ -48,8 +54,8 @@ def top_down_picture(run: LoadedRun, episodes: list[Episode], path: Path) -> Pat
 
 
 # ----- trajectories for the relabeling picture -----
-def stored_trajectories(run: LoadedRun) -> tuple[list[dict], str] | None:
-    """Whole trajectories rebuilt from the checkpoint's replay storage, oldest first, or None.
+def stored_trajectories(run: LoadedRun) -> list[dict]:
+    """Whole trajectories from the member's replay buffer, oldest first (empty when none is stored).
 
     Each trajectory (rows of one ``add`` call, its steps contiguous, ending in a terminated or truncated
     step) is stored once per task: the first copy is the original, a later copy with the same features
@@ -57,40 +63,38 @@ def stored_trajectories(run: LoadedRun) -> tuple[list[dict], str] | None:
     Returns dicts with obs [T + 1, O], actions [T, A], features [T, F], rewards [T], task [Z],
     terminated, stored (task [Z] or None).
     """
-    buffer = run.state.get("buffer")
-    fields = ("obs", "next_obs", "actions", "features", "tasks", "rewards", "terminated", "truncated")
-    if not isinstance(buffer, dict) or not all(k in buffer.get("storage", {}) for k in fields):
-        return None
-    storage, size, write = buffer["storage"], int(buffer.get("size", 0)), int(buffer.get("next", 0))
-    if size == 0:
-        return None
+    buffer = build_buffer(run.spec, run.problem.sizes, "cpu")
+    try:
+        buffer.load_state_dict(run.state["buffer"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise RenderError(f"{run.checkpoint}: the replay buffer does not fit its spec "
+                          f"({str(exc).splitlines()[0]})") from None
+    stored = buffer.recent(len(buffer))                                          # fields [N, ...]
     capacity = getattr(run.spec.params["buffer"], "capacity", None)
-    full = capacity is not None and size >= capacity
-    order = (write + torch.arange(size)) % size if full else torch.arange(size)
-    ends = ((storage["terminated"][order] + storage["truncated"][order]) > 0).nonzero().flatten().tolist()
+    wrapped = capacity is not None and len(buffer) >= capacity
+    ends = ((stored.terminated + stored.truncated) > 0).nonzero().flatten().tolist()
     trajectories: list[dict] = []
     seen: dict[tuple, int] = {}
     start = 0
     for k, end in enumerate(ends):
-        rows = order[start:end + 1]
+        rows = slice(start, end + 1)
         start = end + 1
-        if full and k == 0:
-            continue
-        features = storage["features"][rows]
-        key = (int(rows.numel()), hash(features.numpy().tobytes()))
+        if wrapped and k == 0:
+            continue                      # its first steps may have been overwritten
+        features = stored.features[rows]
+        key = (end + 1 - rows.start, hash(features.numpy().tobytes()))
         if key in seen:
             original = trajectories[seen[key]]
             if original["stored"] is None and torch.equal(original["features"], features):
-                original["stored"] = storage["tasks"][rows[0]].clone()
+                original["stored"] = stored.tasks[rows.start]
             continue
         seen[key] = len(trajectories)
         trajectories.append({
-            "obs": torch.cat([storage["obs"][rows], storage["next_obs"][rows[-1:]]]),
-            "actions": storage["actions"][rows], "features": features, "rewards": storage["rewards"][rows],
-            "task": storage["tasks"][rows[0]].clone(), "terminated": bool(storage["terminated"][rows[-1]] > 0),
-            "stored": None,
+            "obs": torch.cat([stored.obs[rows], stored.next_obs[end:end + 1]]),
+            "actions": stored.actions[rows], "features": features, "rewards": stored.rewards[rows],
+            "task": stored.tasks[rows.start], "terminated": bool(stored.terminated[end] > 0), "stored": None,
         })
-    return (trajectories, "stored in the checkpoint's replay buffer") if trajectories else None
+    return trajectories
 
 
 def to_batch(trajectories: list[dict]) -> TrajectoryBatch:
@@ -111,71 +115,59 @@ def to_batch(trajectories: list[dict]) -> TrajectoryBatch:
 
 
 def fresh_trajectories(run: LoadedRun, count: int) -> TrajectoryBatch:
-    """``count`` episodes of the stochastic policy (as in training) under fresh seeded task draws."""
+    """``count`` episodes of the member's stochastic policy (as in training) under fresh seeded task draws."""
     from hindsight.seeding import make_generator
     from hindsight.train.collector import Collector
     from hindsight.train.trainer import make_envs
 
-    collector = Collector(make_envs(run.family, run.reward, run.seed, "render/relabel-env", count),
-                          run.family.horizon)
-    tasks = run.family.task_distribution.sample(count, make_generator(run.seed, "render/relabel-tasks"))
+    collector = Collector(make_envs(run.problem, run.seed, "render/relabel-env", count), run.problem.sizes.horizon,
+                          run.reward)
+    tasks = run.problem.tasks.sample(count, make_generator(run.seed, "render/relabel-tasks"))
     policy_gen = make_generator(run.seed, "render/relabel-policy")
     with torch.no_grad():
-        return collector.collect(lambda obs, z: run.agent.act(obs, z, deterministic=False, generator=policy_gen),
-                                 tasks)
+        return collector.collect(lambda obs, z: run.agent.act(obs, z, deterministic=False, generator=policy_gen,
+                                                              member=run.member), tasks)
 
 
-def _air_cache_from_checkpoint(run: LoadedRun) -> dict | None:
-    """The run's AIR cache (features, actions, lengths) from its checkpoint, or None."""
-    state = run.state.get("relabeler")
-    if run.spec.run.relabeler.kind != "air" or not isinstance(state, dict):
+def run_air_cache(run: LoadedRun) -> dict | None:
+    """The cache of the member's own AIR relabeler (features [n, T, F], actions [n, T, A], lengths [n]), or
+    None when the run relabels otherwise or has cached nothing yet."""
+    relabeler = build_relabeler(run.spec, run.problem.sizes)
+    if not isinstance(relabeler, AIR):
         return None
-    cache = state.get("cache", state)   # {"cache": {...}, "diagnostics": ...} or the cache itself
-    return cache if isinstance(cache, dict) and "features" in cache else None
-
-
-def _load_air_cache(air, cache: dict) -> None:
-    """Fill a fresh AIR's cache, whichever of the two state layouts its ``state_dict`` uses."""
-    state = air.state_dict()
-    cache = {name: cache[name] for name in ("features", "actions", "lengths")}
-    if state:                      # {"diagnostics": ...} beside an optional "cache"
-        state["cache"] = cache
-    else:                          # the cache's tensors at the top level
-        state = cache
-    air.load_state_dict(state)
+    try:
+        relabeler.load_state_dict(run.state["relabeler"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise RenderError(f"{run.checkpoint}: the relabeler's state does not fit its spec "
+                          f"({str(exc).splitlines()[0]})") from None
+    return relabeler.state_dict().get("cache")
 
 
 def choose_tasks(run: LoadedRun, batch: TrajectoryBatch, cache: dict | None, candidates: int
                  ) -> tuple[dict[str, torch.Tensor], int]:
     """The task each relabeler keeps (m = 1) for every trajectory: name -> [B, Z]; and AIR's cache size.
 
-    AIR and advantage score the same K candidates (the batch's tasks plus the same fresh draws); HER is
-    included only when the family declares a goal part.
+    AIR and advantage score the same K candidates (the batch's tasks plus the same fresh draws) with the
+    member's value estimates; HER is included only when the task distribution has a goal part.
     """
-    from hindsight.protocols import RelabelContext
-    from hindsight.relabel.advantage import AdvantageRelabeling
-    from hindsight.relabel.air import AIR
-    from hindsight.relabel.her import HER
-    from hindsight.seeding import derive_seed
-
     generator = torch.Generator()
-    ctx = RelabelContext(tasks=run.family.task_distribution, reward=run.reward, agent=run.agent, generator=generator)
+    ctx = RelabelContext(tasks=run.problem.tasks, reward=run.reward, agent=run.agent, generator=generator,
+                         member=run.member)
     seed = derive_seed(run.seed, "render/relabel")
+    sizes = run.problem.sizes
     cached = 0 if cache is None else int(cache["lengths"].shape[0])
     k = max(candidates, batch.num)
-    air = AIR(AIR.Params(candidates=k, keep=1, cache=cached + batch.num))
+    air = AIR(AIR.Params(candidates=k, keep=1, cache=cached + batch.num), sizes)
     if cache is not None:
-        _load_air_cache(air, cache)
+        air.load_state_dict({**air.state_dict(), "cache": cache})
+    relabelers = {"AIR": air, "advantage": AdvantageRelabeling(AdvantageRelabeling.Params(candidates=k, keep=1), sizes)}
+    if isinstance(run.problem.tasks, GoalTasks):
+        relabelers["HER"] = HER(HER.Params(keep=1), sizes)
     chosen = {}
     with torch.no_grad():
-        for name, relabeler in (("AIR", air), ("advantage", AdvantageRelabeling(
-                AdvantageRelabeling.Params(candidates=k, keep=1)))):
+        for name, relabeler in relabelers.items():
             generator.manual_seed(seed)
             chosen[name] = relabeler.relabel(batch, ctx)[:, 0].cpu()
-        goal_part = getattr(run.family.task_distribution, "goal_part", lambda: None)()
-        if goal_part is not None:
-            generator.manual_seed(seed)
-            chosen["HER"] = HER(HER.Params(keep=1)).relabel(batch, ctx)[:, 0].cpu()
     return chosen, cached + batch.num
 
 
@@ -187,9 +179,9 @@ def relabel_picture(run: LoadedRun, path: Path, count: int = 4, candidates: int 
     AIR ranks against the stored trajectories before them (fresh: the run's AIR cache, else all stored).
     Returns a summary: source, trajectories, cache size, variants.
     """
-    stored = None if fresh else stored_trajectories(run)
-    if stored is not None:
-        trajectories, source = stored
+    trajectories = [] if fresh else stored_trajectories(run)
+    if trajectories:
+        source = "stored in the checkpoint's replay buffer"
         picked = trajectories[-count:]
         batch = to_batch(picked)
         before = trajectories[: len(trajectories) - len(picked)][-500:]
@@ -198,10 +190,10 @@ def relabel_picture(run: LoadedRun, path: Path, count: int = 4, candidates: int 
     else:
         batch = fresh_trajectories(run, count)
         source = "freshly collected with the stochastic policy"
-        cache = _air_cache_from_checkpoint(run)
+        cache = run_air_cache(run)
         if cache is None:
             everything = stored_trajectories(run)
-            cache = _cache_of(everything[0][-500:]) if everything else None
+            cache = _cache_of(everything[-500:]) if everything else None
         stored_tasks = [None] * batch.num
     chosen, cache_size = choose_tasks(run, batch, cache, candidates)
 
@@ -218,8 +210,7 @@ def relabel_picture(run: LoadedRun, path: Path, count: int = 4, candidates: int 
     rewards = run.reward.reward(batch.features, batch.actions, safe)             # [B, V, T]
     returns = discounted_returns(rewards, batch.mask[:, None], run.agent.gamma)  # [B, V]
 
-    view = view_for(run.kind, _control_dt(run))
-    _draw(run, view, batch, names, variants, returns, path,
+    _draw(run.view(), batch, names, variants, returns, path,
           f"{run.spec.run.name or run.kind}, epoch {run.state.get('epoch', '?')}: {batch.num} trajectories {source}; "
           f"K={max(candidates, batch.num)} candidates, AIR ranks among {cache_size}; R = discounted return"
           + (f"; stored = the run's {run.spec.run.relabeler.kind!r} relabeling" if "stored" in names else ""))
@@ -232,12 +223,7 @@ def _cache_of(trajectories: list[dict]) -> dict:
     return {"features": batch.features[:, :steps], "actions": batch.actions[:, :steps], "lengths": batch.lengths}
 
 
-def _control_dt(run: LoadedRun) -> float:
-    env = run.family.make_env(run.reward, 0)
-    return float(env.control_timestep())
-
-
-def _draw(run: LoadedRun, view: View, batch: TrajectoryBatch, names: list[str], variants: torch.Tensor,
+def _draw(view: View, batch: TrajectoryBatch, names: list[str], variants: torch.Tensor,
           returns: torch.Tensor, path: Path, title: str) -> None:
     plt = _pyplot()
     B, V, Z = variants.shape

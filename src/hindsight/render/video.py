@@ -10,12 +10,18 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import attrs
 import numpy as np
 
-from hindsight.render.views import VIEWS, View, view_for
+from hindsight.render.views import View
+from hindsight.rundir import RunDir
+
+if TYPE_CHECKING:
+    from hindsight.build import Problem
+    from hindsight.protocols import Agent, EnvFamily, RewardFamily
+    from hindsight.specs import ResolvedSpec
 
 
 class RenderError(Exception):
@@ -40,124 +46,122 @@ def check_rendering() -> None:
                           f"{reason}); use MUJOCO_GL=egl or osmesa on a machine with that library") from None
 
 
-def supported() -> str:
-    return ", ".join(VIEWS)
-
-
 @attrs.define
 class LoadedRun:
-    """A run's resolved spec, its components rebuilt on the CPU and the checkpoint they were loaded from."""
+    """One run rebuilt on the CPU from its checkpoint: the checkpoint's agent (every member loaded) and the
+    index of the member this run is.
 
-    kind: str
-    spec: Any
-    family: Any
-    reward: Any
-    agent: Any
+    Attributes:
+        spec: the run's single-seed spec (a population's member spec for a member).
+        problem: the env family, task distribution, reward family and sizes.
+        agent: the checkpoint's agent, on the CPU.
+        member: this run's member index p in the agent and in the checkpoint's ``members``.
+        state: the member's own checkpoint state (epoch, buffer, relabeler, ...).
+        checkpoint: the file it was loaded from.
+        control_dt: seconds per env step.
+    """
+
+    spec: "ResolvedSpec"
+    problem: "Problem"
+    agent: "Agent"
+    member: int
     state: dict
     checkpoint: Path
+    control_dt: float
+
+    @property
+    def kind(self) -> str:
+        """The env family's registered name."""
+        return self.spec.run.env.kind
 
     @property
     def seed(self) -> int:
         return self.spec.run.seed
 
+    @property
+    def family(self) -> "EnvFamily":
+        return self.problem.family
 
-def _family_kind(raw: Any) -> str | None:
-    try:
-        return str(raw["env"]["kind"])
-    except (TypeError, KeyError):
-        return None
+    @property
+    def reward(self) -> "RewardFamily":
+        return self.problem.reward
 
-
-def _check_family(kind: str | None, source: Path) -> None:
-    if kind is None:
-        raise RenderError(f"{source}: names no env family")
-    if kind not in VIEWS:
-        raise RenderError(f"env family {kind!r} cannot be rendered (supported: {supported()})")
+    def view(self) -> View:
+        """A fresh view of the family: its own ``view`` class, else the base View."""
+        return getattr(type(self.family), "view", View)(self.control_dt)
 
 
-def _member_seed(run_dir: Path) -> int | None:
-    """S for a population member's directory ``seed<S>``, else None."""
-    name = run_dir.name
-    return int(name[4:]) if name.startswith("seed") and name[4:].isdigit() else None
+def _directory_seed(run_dir: RunDir) -> int | None:
+    """The seed of the run a directory holds: S for a population's ``seed<S>/``, else its spec's seed (a
+    single run or a study member); None without a spec, or for a population's own directory."""
+    seed = run_dir.member_seed()
+    if seed is not None:
+        return seed
+    saved = run_dir.read_spec() or {}
+    seed = saved.get("seed") if saved.get("seeds") is None else None
+    return seed if isinstance(seed, int) else None
 
 
 def load_run(run_dir: Path, checkpoint: Path | None = None) -> LoadedRun:
-    """Rebuild a run's env family, reward family and agent from its checkpoint (weights loaded, CPU).
+    """Rebuild a run from its checkpoint on the CPU: the env family, tasks, reward family and agent.
 
-    A population member's directory ``RUN_DIR/seed<S>`` is read from the population checkpoint
-    ``RUN_DIR/checkpoint.pt`` (the member's agent, buffer and relabeler state).
-    Raises RenderError for a missing run directory or checkpoint, an unsupported family or an unreadable
-    checkpoint.
+    The checkpoint is ``checkpoint``, else the one of the directory that trains the run (the run directory
+    itself, or the population's for a member ``seed<S>/`` or a study member with ``population.json``).
+    The run is the checkpoint's only member, or the member of the directory's seed. Raises RenderError for
+    a missing run directory or checkpoint, a population's own directory, or a checkpoint that cannot be read
+    or no longer fits its spec.
     """
-    import yaml
+    from hindsight.build import build_agent, build_problem
+    from hindsight.registry import RegistryError
+    from hindsight.specs import SpecError, upgrade, validate
+    from hindsight.train.checkpoint import CheckpointError, read_checkpoint
 
     if checkpoint is None and not run_dir.is_dir():
         raise RenderError(f"{run_dir}: no such run directory")
-    spec_file = run_dir / "spec.yaml"
-    if spec_file.is_file():
-        try:
-            raw = yaml.safe_load(spec_file.read_text())
-        except yaml.YAMLError as exc:
-            raise RenderError(f"{spec_file}: not YAML ({str(exc).splitlines()[0]})") from None
-        _check_family(_family_kind(raw), spec_file)
-    path = checkpoint if checkpoint is not None else run_dir / "checkpoint.pt"
-    member_seed = _member_seed(run_dir)
-    if checkpoint is None and not path.is_file() and member_seed is not None \
-            and (run_dir.parent / "checkpoint.pt").is_file():
-        path = run_dir.parent / "checkpoint.pt"   # a population member: the population's checkpoint
+    directory = RunDir(run_dir)
+    path = checkpoint if checkpoint is not None else directory.checkpoint_owner().checkpoint
     if not path.is_file():
         raise RenderError(f"{path}: no checkpoint file (train the run first, or name one with --checkpoint)")
-
-    from hindsight.registry import RegistryError
-    from hindsight.specs import SpecError, validate
-    from hindsight.train.checkpoint import CheckpointError, load_safe
-    from hindsight.train.trainer import build_agent
-
     try:
-        state = load_safe(path)
+        state = read_checkpoint(path)
     except CheckpointError as exc:
         raise RenderError(str(exc)) from None
-    if not isinstance(state, dict) or "spec" not in state or "agent" not in state:
-        raise RenderError(f"{path}: not a hindsight run checkpoint (no spec or agent)")
-    raw = state["spec"]
-    kind = _family_kind(raw)
-    _check_family(kind, path)
-    if isinstance(raw.get("agent"), dict) and "device" in raw["agent"]:
-        raw = {**raw, "agent": {**raw["agent"], "device": "cpu"}}
+    raw = upgrade(state["spec"])
     try:
-        spec = validate(raw)
+        spec = validate({**raw, "runtime": {**(raw.get("runtime") or {}), "device": "cpu"}})
     except (SpecError, RegistryError) as exc:
         raise RenderError(f"{path}: its spec no longer validates: {exc}") from None
-    seeds = getattr(spec.run, "seeds", None)
-    population = bool(seeds) and "members" in state
-    if population and (member_seed is None or member_seed not in seeds):
-        raise RenderError(f"{path}: a population of seeds {list(seeds)}; name one member's directory, "
+    seeds = spec.run.member_seeds
+    seed = seeds[0] if len(seeds) == 1 else _directory_seed(directory)
+    if seed is None:
+        raise RenderError(f"{path}: a population of seeds {seeds}; name one member's directory, "
                           f"e.g. {path.parent / f'seed{seeds[0]}'}")
-    family = spec.component("env")(spec.params["env"])
-    reward = spec.component("reward")(spec.params["reward"])
+    if seed not in seeds:
+        raise RenderError(f"{path}: trains seeds {seeds}, not the seed {seed} of {run_dir}")
+    index = seeds.index(seed)
+    problem = build_problem(spec)
     try:
-        agent = build_agent(spec, family, list(seeds) if population else [spec.run.seed])
+        agent = build_agent(spec, problem.sizes)
         agent.load_state_dict(state["agent"])
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
         raise RenderError(f"{path}: the agent's weights do not fit its spec ({str(exc).splitlines()[0]})") from None
-    if population:
-        index = list(seeds).index(member_seed)
-        agent, spec = agent.member(index), spec.member(member_seed)
-        state = {**state["members"][index], "spec": spec.to_dict()}
-    return LoadedRun(kind, spec, family, reward, agent, state, path)
+    member_spec = spec if spec.run.seeds is None else spec.member(seed)
+    control_dt = float(problem.family.make_env(None, 0).control_timestep())
+    return LoadedRun(member_spec, problem, agent, index, state["members"][index], path, control_dt)
 
 
 def pick_tasks(run: LoadedRun, count: int):
-    """[n, Z] evaluation tasks: ``count`` spread evenly over the family's fixed set, or fresh seeded draws."""
+    """[n, Z] evaluation tasks: ``count`` spread evenly over the fixed set of the run's task distribution,
+    or fresh seeded draws."""
     import torch
 
     from hindsight.seeding import make_generator
 
-    fixed = run.family.task_distribution.eval_tasks()
+    fixed = run.problem.tasks.eval_tasks()
     if fixed is not None:
         index = np.unique(np.linspace(0, fixed.shape[0] - 1, min(count, fixed.shape[0])).round().astype(int))
         return fixed[torch.from_numpy(index)]
-    return run.family.task_distribution.sample(count, make_generator(run.seed, "render/tasks"))
+    return run.problem.tasks.sample(count, make_generator(run.seed, "render/tasks"))
 
 
 @attrs.define
@@ -193,12 +197,11 @@ def rollout(run: LoadedRun, tasks, *, size: tuple[int, int] = (320, 240), max_st
     from hindsight.seeding import derive_seed
 
     width, height = size
-    view = view_for(run.kind, 0.05)
+    view = run.view()
     episodes = []
     flags = None if shadows else {"shadow": False, "reflection": False}
     for i, task in enumerate(tasks):
         env = run.family.make_env(run.reward, derive_seed(run.seed, "render/env", i) % 2**32)
-        view.control_dt = float(env.control_timestep())
         z = task.detach().cpu().numpy().astype(np.float32)
         env.task.set_task(z)
         step = env.reset()
@@ -220,7 +223,7 @@ def rollout(run: LoadedRun, tasks, *, size: tuple[int, int] = (320, 240), max_st
         while not step.last() and t < limit:
             obs = torch.from_numpy(np.asarray(step.observation["observations"], np.float32))[None]
             with torch.no_grad():
-                action = run.agent.act(obs, torch.from_numpy(z)[None], deterministic=True)
+                action = run.agent.act(obs, torch.from_numpy(z)[None], deterministic=True, member=run.member)
             step = env.step(action[0].cpu().numpy())
             t += 1
             rewards.append(float(step.reward))

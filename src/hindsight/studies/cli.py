@@ -9,6 +9,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from hindsight.console import fail
+
 
 class Backend(str, Enum):
     """Where a study's runs execute."""
@@ -30,7 +32,6 @@ def study(study_file: Path = typer.Argument(..., help="study spec (YAML): a base
                                                 "locally); the study directory must be shared with its nodes"),
           dry_run: bool = typer.Option(False, "--dry-run", help="validate and list the runs without training")) -> None:
     """Train every run of a study's grid, skipping finished runs; a failed run does not stop the others."""
-    from hindsight.cli import fail
     from hindsight.registry import RegistryError
     from hindsight.specs import SpecError
     from hindsight.studies.layout import RUNS_DIR
@@ -81,7 +82,6 @@ def report(study_dirs: list[Path] = typer.Argument(..., help="study directories 
                                           "fraction of the way from the first evaluation to the best final return"),
            resamples: int = typer.Option(1000, min=1, help="bootstrap resamples for the 95% intervals")) -> None:
     """Learning curves (PNG, SVG) and tables of final return and sample efficiency (Markdown, CSV)."""
-    from hindsight.cli import fail
     from hindsight.studies.report import ReportError, write_report
 
     out = out_dir or study_dirs[0] / "report"

@@ -21,7 +21,8 @@ import attrs
 import numpy as np
 
 from hindsight.render import find_pictures
-from hindsight.studies.layout import MANIFEST_FILE, METRICS_FILE, RUNS_DIR, read_metrics
+from hindsight.rundir import RunDir
+from hindsight.studies.layout import MANIFEST_FILE, RUNS_DIR
 
 
 class ReportError(Exception):
@@ -65,7 +66,7 @@ def load_curves(study_dirs: list[Path]) -> tuple[list[Curve], list[str]]:
         if not manifest_file.is_file():
             raise ReportError(f"{study_dir}: not a study directory (no {MANIFEST_FILE}; run `hindsight study` first)")
         for run in json.loads(manifest_file.read_text())["runs"]:
-            rows = read_metrics(study_dir / RUNS_DIR / run["id"] / METRICS_FILE)
+            rows = RunDir(study_dir / RUNS_DIR / run["id"]).read_metrics()
             evals = [(r["env_steps"], r["eval/return_mean"]) for r in rows if r.get("eval/return_mean") is not None]
             done = rows[-1]["epoch"] if rows else 0
             if done < run["epochs"] or not evals:

@@ -18,9 +18,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from hindsight.studies.layout import (CHECKPOINT_FILE, ERROR_FILE, LOG_FILE, MANIFEST_FILE, METRICS_FILE,
-                                      POPULATION_FILE, POPULATIONS_DIR, RUNS_DIR, SPEC_FILE, STATUS_FILE, STUDY_FILE,
-                                      population_dir, read_metrics)
+from hindsight.rundir import RunDir
+from hindsight.specs import as_today, identity
+from hindsight.studies.layout import MANIFEST_FILE, POPULATIONS_DIR, RUNS_DIR, STATUS_FILE, STUDY_FILE
 from hindsight.studies.spec import PlannedRun, Study, spec_hash
 
 
@@ -41,23 +41,18 @@ def _first_difference(saved: Any, spec: Any, path: str = "") -> str | None:
 
 def unfinished_reason(run_dir: Path, spec: dict[str, Any]) -> str | None:
     """Why ``run_dir`` does not hold a completed run of ``spec`` (None when it does)."""
-    rows = read_metrics(run_dir / METRICS_FILE)
+    run = RunDir(run_dir)
+    rows = run.read_metrics()
     epoch, epochs = (rows[-1].get("epoch", 0) if rows else 0), spec["train"]["epochs"]
     if epoch < epochs:
         return f"stopped after epoch {epoch} of {epochs}"
-    job = population_dir(run_dir)
-    if not (run_dir / CHECKPOINT_FILE).is_file() and not (job is not None and (job / CHECKPOINT_FILE).is_file()):
-        return f"no {CHECKPOINT_FILE}"
-    try:
-        saved = yaml.safe_load((run_dir / SPEC_FILE).read_text())
-    except (OSError, yaml.YAMLError):
-        return f"no readable {SPEC_FILE}"
-    if not isinstance(saved, dict):
-        return f"no readable {SPEC_FILE}"
-    # the name only labels the run (a population member's is its directory's name)
-    where = _first_difference({k: v for k, v in saved.items() if k != "name"},
-                              {k: v for k, v in spec.items() if k != "name"})
-    return None if where is None else f"its {SPEC_FILE} differs from the study's spec at {where}"
+    if not run.checkpoint_owner().checkpoint.is_file():
+        return f"no {run.checkpoint.name}"
+    saved = run.read_spec()
+    if saved is None:
+        return f"no readable {run.spec.name}"
+    where = _first_difference(identity(as_today(saved)), identity(spec))
+    return None if where is None else f"its {run.spec.name} differs from the study's spec at {where}"
 
 
 def is_finished(run_dir: Path, spec: dict[str, Any]) -> bool:
@@ -86,69 +81,51 @@ def _output_to(path: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-def _train(spec: Any, run_dir: Path) -> None:
-    """Continue the run from its last checkpoint; start over when its spec changed beyond resumable fields."""
+def _train(spec: Any, job: RunDir, members: list[RunDir] | None) -> None:
+    """Continue the run (or, with its members' run directories, the population) from its checkpoint in
+    ``job``; start over when its spec changed beyond resumable fields, or when a member's directory was
+    trained since by something else (its population.json no longer names this job)."""
     from hindsight.train.run import execute, spec_mismatch
 
-    saved = run_dir / SPEC_FILE
-    if not saved.is_file() or spec_mismatch(yaml.safe_load(saved.read_text()), spec.to_dict()):
-        for name in (METRICS_FILE, CHECKPOINT_FILE):
-            (run_dir / name).unlink(missing_ok=True)
-    for name in (ERROR_FILE, POPULATION_FILE):   # the run is its own now, not a population's member
-        (run_dir / name).unlink(missing_ok=True)
-    execute(spec, run_dir, progress=False, resume=True)
-
-
-def _train_population(spec: Any, job_dir: Path, members: list[Path]) -> None:
-    """Continue the population from its checkpoint in ``job_dir``, each member writing its own run directory.
-
-    Starts over when the population's spec changed beyond resumable fields, or when a member's directory
-    was trained since by something else (its population.json no longer names this job).
-    """
-    from hindsight.train.run import execute, spec_mismatch
-
-    job_dir.mkdir(parents=True, exist_ok=True)
-    saved = job_dir / SPEC_FILE
-    if (not saved.is_file() or spec_mismatch(yaml.safe_load(saved.read_text()), spec.to_dict())
-            or any(population_dir(member) != job_dir.resolve() for member in members)):
-        (job_dir / CHECKPOINT_FILE).unlink(missing_ok=True)   # without it, execute starts every member afresh
-    for member in members:
-        member.mkdir(parents=True, exist_ok=True)
-        for name in (CHECKPOINT_FILE, ERROR_FILE):   # a plain run's checkpoint there is superseded
-            (member / name).unlink(missing_ok=True)
-        pointer = {"population": os.path.relpath(job_dir, member), "seeds": spec.run.seeds}
-        _write_json(member / POPULATION_FILE, pointer)
-    (job_dir / ERROR_FILE).unlink(missing_ok=True)
-    execute(spec, job_dir, progress=False, resume=True, members=members)
+    saved = job.read_spec()
+    if (saved is None or spec_mismatch(saved, spec.to_dict())
+            or any(member.population() != RunDir(job.path.resolve()) for member in members or [])):
+        for path in (job.metrics, job.checkpoint):
+            path.unlink(missing_ok=True)   # without the checkpoint, execute starts every member afresh
+    job.error.unlink(missing_ok=True)
+    if members is None:
+        job.population_pointer.unlink(missing_ok=True)   # the run is its own now, not a population's member
+    for member in members or []:
+        member.path.mkdir(parents=True, exist_ok=True)
+        for path in (member.checkpoint, member.error):   # a plain run's checkpoint there is superseded
+            path.unlink(missing_ok=True)
+        member.point_to_population(job, spec.run.seeds)
+    execute(spec, job, progress=False, resume=True, members=None if members is None else [m.path for m in members])
 
 
 def train_run(spec: dict[str, Any], run_dir: str, threads: int, members: list[str] | None = None) -> str | None:
-    """Train one run (or, given its members' run directories, a population) in this process, its output
-    going to run_dir/log.txt.
+    """Train one run (or, given its members' run directories, a population) in this process with
+    ``threads`` torch threads (its ``runtime.threads``), its output going to run_dir/log.txt.
 
     Returns None on success, else the error's last line (its traceback is written to run_dir/error.txt and
     to each member's).
     """
-    directory = Path(run_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    with _output_to(directory / LOG_FILE):
+    job = RunDir(run_dir)
+    job.path.mkdir(parents=True, exist_ok=True)
+    member_dirs = None if members is None else [RunDir(m) for m in members]
+    with _output_to(job.log):
         try:
-            import torch
-
             from hindsight.specs import validate
 
-            torch.set_num_threads(threads)
-            if members is None:
-                _train(validate(spec), directory)
-            else:
-                _train_population(validate(spec), directory, [Path(m) for m in members])
+            runtime = {**spec.get("runtime", {}), "threads": threads}
+            _train(validate({**spec, "runtime": runtime}), job, member_dirs)
             return None
         except Exception as exc:  # noqa: BLE001 - a failing run is recorded, never raised into the study
             text = traceback.format_exc()
-            for where in [directory, *(Path(m) for m in members or [])]:
+            for where in [job, *(member_dirs or [])]:
                 with contextlib.suppress(OSError):
-                    where.mkdir(parents=True, exist_ok=True)
-                    (where / ERROR_FILE).write_text(text)
+                    where.path.mkdir(parents=True, exist_ok=True)
+                    where.error.write_text(text)
             return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
@@ -256,7 +233,7 @@ class RunStatus:
 
     def refresh(self, run_dir: Path) -> None:
         """Read the latest epoch, env steps and eval return from the run's metrics file."""
-        rows = read_metrics(run_dir / METRICS_FILE)
+        rows = RunDir(run_dir).read_metrics()
         if rows:
             self.epoch, self.env_steps = rows[-1]["epoch"], rows[-1]["env_steps"]
             returns = [r["eval/return_mean"] for r in rows if r.get("eval/return_mean") is not None]
@@ -465,7 +442,7 @@ def _settle(status: RunStatus, run_dir: Path, crash: str | None) -> None:
         status.state = "done"
         return
     status.state = "failed"
-    error_file = run_dir / ERROR_FILE
+    error_file = RunDir(run_dir).error
     if crash is not None or not error_file.is_file():
         message = crash or f"the run ended unfinished: {reason}"
         run_dir.mkdir(parents=True, exist_ok=True)

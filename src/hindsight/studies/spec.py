@@ -32,7 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hindsight.registry import RegistryError
-from hindsight.specs import ResolvedSpec, SpecError, _format_errors, apply_overrides, read_yaml, validate
+from hindsight.specs import ResolvedSpec, SpecError, _format_errors, apply_overrides, identity, read_yaml, validate
 
 GRID_PREFIX = "grid."
 
@@ -50,13 +50,14 @@ class StudySpec(BaseModel):
 
 @attrs.frozen
 class Study:
-    """A loaded study: its name, the base run spec as plain data, the grid (overrides applied), and how many
-    seeds of a configuration train together in one population run."""
+    """A loaded study: its name, the base run spec as plain data, the grid (overrides applied), how many
+    seeds of a configuration train together in one population run, and the folder of its base spec."""
 
     name: str
     base: dict[str, Any]
     grid: dict[str, list[Any]]
     population: int = 1
+    base_dir: str | None = None   # where the base spec's plugins are looked for (its file's folder)
 
     def to_dict(self) -> dict[str, Any]:
         """The study as a self-contained study file (base inlined)."""
@@ -112,8 +113,9 @@ def _token(value: Any) -> str:
 
 
 def spec_hash(resolved: dict[str, Any]) -> str:
-    """Hash of a resolved spec ignoring its seed, name and logging: runs differing only by seed share it."""
-    core = {k: v for k, v in resolved.items() if k not in ("seed", "name", "logging")}
+    """Hash of what a resolved spec learns (``identity``) ignoring its seed and logging: runs differing
+    only by seed, or in runtime settings, share it."""
+    core = {k: v for k, v in identity(resolved).items() if k not in ("seed", "logging")}
     return _digest(json.dumps(core, sort_keys=True))
 
 
@@ -145,11 +147,13 @@ def load_study(path: str | Path, overrides: list[str] = ()) -> Study:
         spec = StudySpec.model_validate(raw)
     except ValidationError as exc:
         raise SpecError(_format_errors(exc)) from None
+    base_dir = path.parent
     if isinstance(spec.base, str):
         base_path = path.parent / spec.base
         base = read_yaml(base_path)
         if not isinstance(base, dict):
             raise SpecError(f"base: {base_path} is not a mapping of run spec fields")
+        base_dir = base_path.parent
     else:
         base = copy.deepcopy(spec.base)
     base = apply_overrides(base, base_overrides)
@@ -159,12 +163,12 @@ def load_study(path: str | Path, overrides: list[str] = ()) -> Study:
         flows = [_flow(v) for v in values]
         if len(set(flows)) != len(flows):
             raise SpecError(f"grid.{axis}: duplicate values in {_flow(values)}")
-    return Study(spec.name, base, dict(spec.grid), spec.population)
+    return Study(spec.name, base, dict(spec.grid), spec.population, str(base_dir.resolve()))
 
 
-def _validate(raw: dict[str, Any], where: str) -> ResolvedSpec:
+def _validate(raw: dict[str, Any], where: str, base_dir: str | None) -> ResolvedSpec:
     try:
-        return validate(raw)
+        return validate(raw, base_dir)
     except (SpecError, RegistryError) as exc:
         raise SpecError("\n".join(f"{where}: {line}" for line in str(exc).splitlines())) from None
 
@@ -181,7 +185,7 @@ def expand(study: Study) -> list[PlannedRun]:
         where = ", ".join(f"{a}={_flow(v)}" for a, v in method_values.items()) or "base"
         raw = apply_overrides(copy.deepcopy(study.base), [f"{a}={_flow(v)}" for a, v in assignment.items()])
         try:
-            first = _validate(raw, where)
+            first = _validate(raw, where, study.base_dir)
         except SpecError as exc:
             problems.extend(line for line in str(exc).splitlines() if line not in problems)
             continue
@@ -189,7 +193,7 @@ def expand(study: Study) -> list[PlannedRun]:
         tags = [*first.run.logging.wandb.tags, first.run.relabeler.kind, f"study:{study.name}"]
         raw = apply_overrides(raw, [f"name={study.name}-{run_id}", f"logging.wandb.group={group}",
                                     f"logging.wandb.tags={_flow(list(dict.fromkeys(tags)))}"])
-        resolved = _validate(raw, where)
+        resolved = _validate(raw, where, study.base_dir)
         if len(method_values) == 1:
             method = _flow(next(iter(method_values.values())))
         elif method_values:

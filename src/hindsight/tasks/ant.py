@@ -26,6 +26,7 @@ import torch
 from dm_control import mjcf
 from pydantic import Field
 
+from hindsight.render.views import VARIANT_COLORS, View, add_arrow
 from hindsight.specs import Params
 from hindsight.tasks.base import EnvFamily, MultiTaskTask, TaskSet
 
@@ -170,12 +171,68 @@ def ant_model() -> mj.MjModel:
     return mj.MjModel.from_xml_string(root.to_xml_string(), root.get_assets())
 
 
+class DirectionView(View):
+    """Ant and humanoid: a camera following the torso and an arrow pointing in the task direction."""
+
+    bar_labels = ("theta (deg)",)
+    bar_title = "direction"
+    DISTANCE = 4.0
+    ARROW = 1.2
+
+    def camera(self, physics, height: int, width: int):
+        from dm_control.mujoco import engine
+
+        camera = engine.MovableCamera(physics, height, width, scene_callback=self.decorate)
+        self.before_frame(physics, camera)
+        return camera
+
+    def torso(self, physics) -> np.ndarray:
+        return np.asarray(physics.named.data.xpos["torso"], np.float64)
+
+    def before_frame(self, physics, camera) -> None:
+        # look across the task direction, from above, so that the arrow runs left to right on screen
+        azimuth = math.degrees(float(self.task[0])) + 90.0
+        camera.set_pose(self.torso(physics), self.DISTANCE, azimuth, -35.0)
+
+    def decorate(self, physics, scene) -> None:
+        x, y, _ = self.torso(physics)
+        theta = float(self.task[0])
+        heading = np.array([math.cos(theta), math.sin(theta), 0.0])
+        start = np.array([x, y, 0.05]) + 0.5 * self.ARROW * heading
+        add_arrow(scene, start, start + self.ARROW * heading, 0.08, (1.0, 0.55, 0.0, 0.9))
+
+    def describe(self, task: np.ndarray) -> str:
+        return f"direction {math.degrees(task[0]):.0f} deg"
+
+    def bars(self, task: np.ndarray) -> np.ndarray:
+        return np.degrees(np.asarray(task[:1], np.float64))
+
+    def draw_trajectory(self, ax, features, variants) -> None:
+        """The torso's xy path (velocity features integrated) with each variant's direction as an arrow."""
+        path = np.concatenate([np.zeros((1, 2)), np.cumsum(features[:, :2] * self.control_dt, 0)])
+        ax.plot(path[:, 0], path[:, 1], "-", color="#7f7f7f", lw=1.2)
+        ax.plot(0, 0, "o", mfc="none", mec="#7f7f7f")
+        scale = max(float(np.abs(path).max()), 0.5)
+        for name, task, ret in variants:
+            theta = float(task[0])
+            ax.annotate("", xy=(scale * math.cos(theta), scale * math.sin(theta)), xytext=(0, 0),
+                        arrowprops=dict(arrowstyle="->", color=VARIANT_COLORS.get(name, "k"), lw=1.5))
+            ax.plot([], [], color=VARIANT_COLORS.get(name, "k"), label=f"{name}  R={ret:.1f}")
+        ax.set_xlim(-1.15 * scale, 1.15 * scale)
+        ax.set_ylim(-1.15 * scale, 1.15 * scale)
+        ax.set_aspect("equal")
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=6, loc="lower left", framealpha=0.7)
+        ax.set_title("torso xy path and task directions", fontsize=7)
+
+
 class AntDirection(EnvFamily):
     """dm_control's ant (gear 150) moving in a task direction theta; falls are terminal (horizon 1000)."""
 
     Tasks = DirectionTasks
     Reward = AntDirectionReward
     features_name = "ant_motion"
+    view = DirectionView
 
     class Params(Params):
         horizon: int = Field(default=1000, ge=1)

@@ -21,6 +21,7 @@ import torch
 from dm_control.suite import cheetah as suite_cheetah
 from pydantic import Field
 
+from hindsight.render.views import View
 from hindsight.resources import env_asset
 from hindsight.specs import Params
 from hindsight.tasks.base import EnvFamily, MultiTaskTask, TaskSet
@@ -120,12 +121,37 @@ def cheetah_model() -> mj.MjModel:
     return model
 
 
+class CheetahView(View):
+    """HalfCheetah: dm_control's tracking ``side`` camera; the task weighs objectives and has no place."""
+
+    bar_labels = ("velocity", "energy", "height", "pitch rate")
+    bar_title = "objective weights z"
+
+    def camera(self, physics, height: int, width: int):
+        from dm_control.mujoco import engine
+
+        return engine.Camera(physics, height, width, camera_id="side")
+
+    def describe(self, task: np.ndarray) -> str:
+        return "  ".join(f"{n} {v:+.2f}" for n, v in zip(self.bar_labels, task))
+
+    def draw_trajectory(self, ax, features, variants) -> None:
+        """The trajectory's mean features beside which the tasks' weights read as preferences."""
+        means = features.mean(0)
+        ax.bar(np.arange(len(means)), means, color="#7f7f7f")
+        ax.set_xticks(np.arange(len(means)), ["fwd vel", "ctrl cost", "height", "pitch rate"], fontsize=6)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.tick_params(labelsize=6)
+        ax.set_title("mean reward features; R: " + ", ".join(f"{n} {r:.1f}" for n, _, r in variants), fontsize=6)
+
+
 class CheetahMulti(EnvFamily):
     """dm_control's planar cheetah with a 4-objective task: velocity, energy, height, pitch rate (horizon 1000)."""
 
     Tasks = CheetahTasks
     Reward = CheetahReward
     features_name = "cheetah_objectives"
+    view = CheetahView
 
     class Params(Params):
         horizon: int = Field(default=1000, ge=1)

@@ -34,10 +34,11 @@ from dm_env import specs
 from pydantic import Field
 
 from hindsight.protocols import GoalPart
+from hindsight.render.views import VARIANT_COLORS, View, add_geom
 from hindsight.resources import env_asset
 from hindsight.specs import Params
 from hindsight.tasks.base import EnvFamily, MultiTaskTask, TaskSet
-from hindsight.tasks.point_reacher import reacher_weights
+from hindsight.tasks.point_reacher import PointReacherView, reacher_weights
 
 SUBSTEPS = 100
 ACTION_SCALE = 0.05  # metres of mocap motion for a unit action
@@ -200,12 +201,63 @@ def fetch_model() -> mj.MjModel:
     return spec.compile()
 
 
+class FetchView(View):
+    """Fetch reach: goal and obstacle are model sites placed from z at reset; a fixed camera on the arm."""
+
+    bar_labels = ("w_dist", "w_energy", "w_safety")
+    bar_title = "objective weights w"
+
+    def begin_episode(self, physics, task: np.ndarray) -> None:
+        super().begin_episode(physics, task)
+        self.start = np.asarray(physics.named.data.site_xpos["robot0:grip"], np.float64).copy()
+
+    def camera(self, physics, height: int, width: int):
+        from dm_control.mujoco import engine
+
+        camera = engine.MovableCamera(physics, height, width, scene_callback=self.decorate)
+        camera.set_pose(self.start, self.DISTANCE, self.AZIMUTH, self.ELEVATION)
+        return camera
+
+    DISTANCE, AZIMUTH, ELEVATION = 1.1, 180.0, -30.0
+
+    def decorate(self, physics, scene) -> None:
+        import mujoco
+
+        # translucent halos around the goal (green) and obstacle (blue) sites, placed from z (relative to start)
+        for offset, rgba in ((self.task[2:5], (0.1, 0.8, 0.1, 0.35)), (self.task[5:8], (0.2, 0.3, 1.0, 0.35))):
+            add_geom(scene, mujoco.mjtGeom.mjGEOM_SPHERE, [0.04, 0, 0], self.start + offset, rgba)
+
+    def describe(self, task: np.ndarray) -> str:
+        w = PointReacherView.weights(task)
+        return f"w = dist {w[0]:.2f}  energy {w[1]:.2f}  safety {w[2]:.2f}"
+
+    def bars(self, task: np.ndarray) -> np.ndarray:
+        return PointReacherView.weights(np.asarray(task, np.float64))
+
+    def draw_trajectory(self, ax, features, variants) -> None:
+        """Top-down (x, y) view of the gripper path relative to its start, each variant's goal and obstacle."""
+        path = np.concatenate([np.zeros((1, 3)), features[:, :3]])
+        ax.plot(path[:, 0], path[:, 1], "-", color="#7f7f7f", lw=1.2)
+        ax.plot(0, 0, "o", mfc="none", mec="#7f7f7f")
+        for name, task, ret in variants:
+            color = VARIANT_COLORS.get(name, "k")
+            filled = name == "original"
+            ax.plot(task[2], task[3], "*", ms=10, color=color, mfc=color if filled else "none",
+                    label=f"{name}  R={ret:.2f}")
+            ax.plot(task[5], task[6], "X", ms=7, color=color, mfc=color if filled else "none")
+        ax.set_aspect("equal")
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=6, loc="lower left", framealpha=0.7)
+        ax.set_title("gripper x-y from start; goal * / obstacle X", fontsize=7)
+
+
 class FetchReach(EnvFamily):
     """The Fetch arm reaching a goal, avoiding an obstacle and saving energy, in any mix (horizon 50)."""
 
     Tasks = FetchTasks
     Reward = FetchReward
     features_name = "fetch_gripper"
+    view = FetchView
 
     class Params(Params):
         horizon: int = Field(default=50, ge=1)

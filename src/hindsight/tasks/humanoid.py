@@ -23,7 +23,7 @@ from dm_control.suite import humanoid as suite_humanoid
 from pydantic import Field
 
 from hindsight.specs import Params
-from hindsight.tasks.ant import DirectionReward, DirectionTask, DirectionTasks
+from hindsight.tasks.ant import DirectionReward, DirectionTask, DirectionTasks, DirectionView
 from hindsight.tasks.base import EnvFamily
 
 CONTROL_DT = 0.025
@@ -43,12 +43,20 @@ class HumanoidDirectionReward(DirectionReward):
         alive_bonus: float = ALIVE_BONUS
 
 
+class HumanoidView(DirectionView):
+    """The direction view from farther away, with a longer arrow (the humanoid is taller than the ant)."""
+
+    DISTANCE = 5.0
+    ARROW = 1.5
+
+
 class HumanoidDirection(EnvFamily):
     """dm_control's humanoid moving in a task direction theta; falls are terminal (horizon 1000)."""
 
     Tasks = DirectionTasks
     Reward = HumanoidDirectionReward
     features_name = "humanoid_motion"
+    view = HumanoidView
 
     class Params(Params):
         horizon: int = Field(default=1000, ge=1)

@@ -17,6 +17,7 @@ import torch
 from pydantic import Field
 
 from hindsight.protocols import GoalPart
+from hindsight.render.views import VARIANT_COLORS, PointView, add_geom
 from hindsight.resources import env_asset
 from hindsight.specs import Params
 from hindsight.tasks.base import EnvFamily, MultiTaskTask, TaskSet
@@ -175,12 +176,85 @@ class PointReacherTask(MultiTaskTask):
         return physics.data.qpos.copy()
 
 
+class PointReacherView(PointView):
+    """PointReacher: goal (green) and obstacle (red) are model sites placed from z at reset."""
+
+    bar_labels = ("w_dist", "w_energy", "w_safety")
+    bar_title = "objective weights w"
+
+    @staticmethod
+    def weights(task: np.ndarray) -> np.ndarray:
+        """(w_dist, w_energy, w_safety) from z's (u, v)."""
+        alpha, phi = 2 * math.pi * task[0], math.acos(min(max(2 * task[1] - 1, -1.0), 1.0))
+        return np.array([math.cos(alpha) * math.sin(phi), math.sin(alpha) * math.sin(phi), math.cos(phi)])
+
+    @staticmethod
+    def goal(task: np.ndarray) -> np.ndarray:
+        return task[3] * np.array([math.cos(task[2]), math.sin(task[2])])
+
+    @staticmethod
+    def obstacle(task: np.ndarray) -> np.ndarray:
+        return task[5] * np.array([math.cos(task[4]), math.sin(task[4])])
+
+    def decorate_task(self, scene) -> None:
+        import mujoco
+
+        # rings around the sites make the goal and the obstacle visible at small sizes
+        for centre, rgba in ((self.goal(self.task), (0.1, 0.7, 0.1, 0.35)),
+                             (self.obstacle(self.task), (0.85, 0.1, 0.1, 0.35))):
+            add_geom(scene, mujoco.mjtGeom.mjGEOM_CYLINDER, [0.07, 0.002, 0], [centre[0], centre[1], 0.003], rgba)
+
+    def describe(self, task: np.ndarray) -> str:
+        w = self.weights(task)
+        return f"w = dist {w[0]:.2f}  energy {w[1]:.2f}  safety {w[2]:.2f}"
+
+    def bars(self, task: np.ndarray) -> np.ndarray:
+        return self.weights(np.asarray(task, np.float64))
+
+    def draw_task(self, ax, task: np.ndarray, color: str, label: str, filled: bool = True) -> None:
+        """Goal as a star and obstacle as a cross, in ``color``."""
+        g, o = self.goal(task), self.obstacle(task)
+        ax.plot(g[0], g[1], "*", ms=11 if filled else 9, color=color, mfc=color if filled else "none", label=label)
+        ax.plot(o[0], o[1], "X", ms=8 if filled else 7, color=color, mfc=color if filled else "none")
+
+    def draw_trajectory(self, ax, features, variants) -> None:
+        positions = np.concatenate([np.zeros((1, 2)), features[:, :2]])   # features: position after each step
+        self.draw_path(ax, positions, color="#7f7f7f")
+        for name, task, ret in variants:
+            self.draw_task(ax, task, VARIANT_COLORS.get(name, "k"), f"{name}  R={ret:.2f}", filled=name == "original")
+        ax.legend(fontsize=6, loc="lower left", framealpha=0.7)
+        self.square(ax, _extent(positions, [self.goal(t) for _, t, _ in variants] +
+                                [self.obstacle(t) for _, t, _ in variants]))
+        ax.set_title("goal * / obstacle X", fontsize=7)
+
+    def draw_top_down(self, ax, positions: np.ndarray, task: np.ndarray, ret: float) -> None:
+        """Figure 4 style: one episode's path from the start (hollow circle) with its goal (green star) and
+        obstacle (red cross)."""
+        g, o = self.goal(task), self.obstacle(task)
+        from matplotlib.patches import Circle
+
+        ax.add_patch(Circle(tuple(o), 0.05, color="#d62728", alpha=0.15))   # a halo, for visibility only
+        self.draw_path(ax, positions)
+        ax.plot(g[0], g[1], "*", ms=12, color="#2ca02c")
+        ax.plot(o[0], o[1], "X", ms=9, color="#d62728")
+        w = self.weights(task)
+        ax.set_title(f"w=({w[0]:.2f}, {w[1]:.2f}, {w[2]:.2f})  R={ret:.2f}", fontsize=7)
+        self.square(ax, _extent(positions, [g, o]))
+
+
+def _extent(positions: np.ndarray, points: list[np.ndarray], minimum: float = 0.45) -> float:
+    """Half-width of a square view holding the path and the points, with a margin, at most 1.05."""
+    values = [np.abs(positions).max()] + [np.abs(p).max() for p in points]
+    return float(min(max(max(values) + 0.08, minimum), 1.05))
+
+
 class PointReacher(EnvFamily):
     """2-D point mass: reach a goal, avoid an imagined obstacle, save energy (horizon 20)."""
 
     Tasks = PointReacherTasks
     Reward = PointReacherReward
     features_name = "point_position"
+    view = PointReacherView
 
     class Params(Params):
         horizon: int = Field(default=20, ge=1)

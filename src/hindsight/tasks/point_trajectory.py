@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from hindsight.render.views import VARIANT_COLORS, PointView, add_geom
 from hindsight.resources import env_asset
 from hindsight.specs import Params
 from hindsight.tasks.base import EnvFamily, MultiTaskTask, TaskSet
@@ -93,12 +94,61 @@ class PointTrajectoryTask(MultiTaskTask):
         return self._before
 
 
+def sinusoid(task: np.ndarray, length: float = 1.5, points: int = 60) -> np.ndarray:
+    """PointTrajectory's reference curve [points, 2] in world coordinates: y' = A sin(pi x' / d), x' >= 0."""
+    theta, d, amp = task[:3]
+    xr = np.linspace(0.0, length, points)
+    yr = amp * np.sin(math.pi * xr / d)
+    # invert x' = x cos - y sin, y' = x sin + y cos
+    x = xr * math.cos(theta) + yr * math.sin(theta)
+    y = -xr * math.sin(theta) + yr * math.cos(theta)
+    return np.stack([x, y], -1)
+
+
+class PointTrajectoryView(PointView):
+    """PointTrajectory: the task's sinusoid drawn as a dotted curve on the floor."""
+
+    bar_labels = ("theta", "d", "A")
+
+    def decorate_task(self, scene) -> None:
+        import mujoco
+
+        for xy in sinusoid(self.task, points=40):
+            if abs(xy[0]) <= 1.0 and abs(xy[1]) <= 1.0:
+                add_geom(scene, mujoco.mjtGeom.mjGEOM_SPHERE, [0.008, 0, 0], [xy[0], xy[1], 0.005],
+                         (0.1, 0.6, 0.1, 0.8))
+
+    def describe(self, task: np.ndarray) -> str:
+        return f"theta {math.degrees(task[0]):.0f} deg  d {task[1]:.2f}  A {task[2]:.2f}"
+
+    def draw_trajectory(self, ax, features, variants) -> None:
+        # features: the position BEFORE each step; the path starts there
+        positions = features[:, :2]
+        self.draw_path(ax, positions, color="#7f7f7f")
+        for name, task, ret in variants:
+            curve = sinusoid(task)
+            ax.plot(curve[:, 0], curve[:, 1], "-" if name == "original" else "--",
+                    color=VARIANT_COLORS.get(name, "k"), lw=1.2, label=f"{name}  R={ret:.2f}")
+        ax.legend(fontsize=6, loc="lower left", framealpha=0.7)
+        self.square(ax, 1.0)
+        ax.set_title("path and each task's curve", fontsize=7)
+
+    def draw_top_down(self, ax, positions: np.ndarray, task: np.ndarray, ret: float) -> None:
+        """The path with the task's sinusoid."""
+        curve = sinusoid(task)
+        ax.plot(curve[:, 0], curve[:, 1], "-", color="#2ca02c", lw=1.5, alpha=0.8)
+        self.draw_path(ax, positions)
+        ax.set_title(f"theta={math.degrees(task[0]):.0f}  d={task[1]:.2f}  A={task[2]:.2f}  R={ret:.2f}", fontsize=7)
+        self.square(ax, 1.0)
+
+
 class PointTrajectory(EnvFamily):
     """2-D point mass following a sinusoid of any orientation, length scale and amplitude (horizon 15)."""
 
     Tasks = PointTrajectoryTasks
     Reward = PointTrajectoryReward
     features_name = "point_position_before"
+    view = PointTrajectoryView
 
     class Params(Params):
         horizon: int = Field(default=15, ge=1)

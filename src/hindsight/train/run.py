@@ -15,7 +15,7 @@ from typing import Any
 
 from hindsight.logging.sinks import GuardedSink, JsonlSink, ProgressSink, WandbSink
 from hindsight.rundir import RunDir
-from hindsight.specs import ResolvedSpec, SpecError, identity, validate
+from hindsight.specs import ResolvedSpec, as_today, identity
 from hindsight.train.checkpoint import read_checkpoint
 from hindsight.train.trainer import Trainer
 
@@ -50,21 +50,13 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 def spec_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> str | None:
     """The first field (dotted path) where two resolved specs differ in what they learn (``identity``),
     ignoring resumable changes; a spec saved by an older hindsight is read as it is today."""
-    a, b = _flatten(identity(_as_today(saved))), _flatten(identity(current))
+    a, b = _flatten(identity(as_today(saved))), _flatten(identity(current))
     for key in sorted(set(a) | set(b)):
         if key.startswith(RESUMABLE_CHANGES):
             continue
         if a.get(key) != b.get(key):
             return f"{key} ({a.get(key)!r} in the checkpoint, {b.get(key)!r} now)"
     return None
-
-
-def _as_today(saved: dict[str, Any]) -> dict[str, Any]:
-    """A saved resolved spec validated again, so that fields added since are filled in as they would be."""
-    try:
-        return validate(saved).to_dict()
-    except SpecError:
-        return saved
 
 
 def check_writable(run_dir: Path, needed_bytes: int) -> None:
