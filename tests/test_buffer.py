@@ -4,6 +4,7 @@ import torch
 
 from hindsight.batches import TrajectoryBatch
 from hindsight.buffers.replay import ReplayBuffer
+from hindsight.protocols import Sizes
 
 O, A, F, Z = 3, 2, 2, 4
 
@@ -18,7 +19,7 @@ def trajectories(B: int, T: int, lengths: list[int], terminated: list[bool], off
 
 
 def buffer(capacity: int = 100) -> ReplayBuffer:
-    return ReplayBuffer(ReplayBuffer.Params(capacity=capacity), obs_dim=O, action_dim=A, task_dim=Z, feature_dim=F)
+    return ReplayBuffer(ReplayBuffer.Params(capacity=capacity), Sizes(O, A, F, Z, horizon=10))
 
 
 def test_rows_are_consistent_under_every_task():

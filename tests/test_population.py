@@ -72,25 +72,26 @@ def test_seeds_must_be_distinct(tiny_spec):
         validate(tiny_spec)
 
 
-def test_collecting_members_together_equals_collecting_each_alone():
+def test_collecting_members_together_equals_collecting_each_alone(tiny_spec):
     """One policy call per time step for all members' environments gives each member the episodes it
     would collect alone."""
     import torch
 
-    from hindsight.registry import REGISTRY
+    from hindsight.build import build_problem
+    from hindsight.specs import validate
     from hindsight.train.collector import Collector, collect_together
     from hindsight.train.trainer import make_envs
 
-    family = REGISTRY.get("env", "point_reacher")(REGISTRY.get("env", "point_reacher").Params())
-    reward = REGISTRY.get("reward", "point_reacher")()
+    problem = build_problem(validate(tiny_spec))
 
     def collectors():
-        return [Collector(make_envs(family, reward, seed, "env/train", 2), family.horizon, reward) for seed in (3, 4)]
+        return [Collector(make_envs(problem, seed, "env/train", 2), problem.sizes.horizon, problem.reward)
+                for seed in (3, 4)]
 
     def policy(obs, tasks):  # any deterministic function of the rows; [..., O], [..., Z] -> [..., A]
         return torch.tanh(obs[..., :2] * 3 - tasks[..., 2:4] + obs[..., 4:5])
 
-    tasks = [family.task_distribution.sample(2, torch.Generator().manual_seed(s)) for s in (5, 6)]
+    tasks = [problem.tasks.sample(2, torch.Generator().manual_seed(s)) for s in (5, 6)]
     together = collect_together(collectors(), policy, tasks)
     alone = [c.collect(policy, z) for c, z in zip(collectors(), tasks)]
     assert not torch.equal(together[0].actions, together[1].actions)

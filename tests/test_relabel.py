@@ -11,7 +11,7 @@ import torch
 
 from hindsight.agents.sac import SAC
 from hindsight.batches import TrajectoryBatch, TransitionBatch, discounted_returns
-from hindsight.protocols import RelabelContext
+from hindsight.protocols import RelabelContext, Sizes
 from hindsight.registry import REGISTRY
 from hindsight.relabel.advantage import AdvantageRelabeling
 from hindsight.relabel.air import AIR
@@ -20,9 +20,11 @@ from hindsight.relabel.her import HER
 from hindsight.relabel.hipi import HIPI
 from hindsight.relabel.random_tasks import ContinualRandom, RandomRelabeling
 from hindsight.relabel.reward import RewardRelabeling
+from hindsight.specs import RuntimeSpec
 from hindsight.tasks.point_reacher import PointReacherReward, PointReacherTasks, polar_to_xy, reacher_weights
 
 T, GAMMA = 20, 0.97
+SIZES = Sizes(obs_dim=5, action_dim=2, feature_dim=2, task_dim=6, horizon=T)
 
 
 def reference_rollouts(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,7 +56,7 @@ class MeanReturnAgent:
     def __init__(self, features: torch.Tensor, actions: torch.Tensor, reward: PointReacherReward):
         self.features, self.actions, self.reward = features, actions, reward
 
-    def value(self, obs: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+    def value(self, obs: torch.Tensor, tasks: torch.Tensor, member: int = 0) -> torch.Tensor:
         B, K, _ = tasks.shape
         n = self.features.shape[0]
         rewards = self.reward.reward(self.features, self.actions, tasks[:1].expand(n, K, -1))
@@ -66,13 +68,12 @@ class ZeroValueAgent:
 
     gamma = GAMMA
 
-    def value(self, obs: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+    def value(self, obs: torch.Tensor, tasks: torch.Tensor, member: int = 0) -> torch.Tensor:
         return torch.zeros(tasks.shape[:2])
 
 
 def small_sac(seed: int = 0) -> SAC:
-    return SAC(SAC.Params(hidden=[16], gamma=GAMMA), obs_dim=5, action_dim=2, task_dim=6,
-               generator=torch.Generator().manual_seed(seed))
+    return SAC(SAC.Params(hidden=[16], gamma=GAMMA), SIZES, RuntimeSpec(), [torch.Generator().manual_seed(seed)])
 
 
 def reacher_ctx(agent, seed: int) -> RelabelContext:
@@ -355,13 +356,13 @@ def test_hipi_prefers_the_task_a_transition_is_best_for():
     class FlatAgent:
         gamma = GAMMA
 
-        def log_prob(self, obs, actions, tasks):
+        def log_prob(self, obs, actions, tasks, member=0):
             return torch.zeros(obs.shape[0])
 
-        def act(self, obs, tasks, deterministic, generator=None):
+        def act(self, obs, tasks, deterministic, generator=None, member=0):
             return torch.zeros(obs.shape[0], 2)
 
-        def q(self, obs, actions, tasks):
+        def q(self, obs, actions, tasks, member=0):
             return torch.zeros(obs.shape[0])
 
     goals = torch.tensor([[0.0, 0.3], [math.pi, 0.3]])                     # (theta_g, r_g): (0.3, 0), (-0.3, 0)
@@ -395,8 +396,8 @@ def test_keep_larger_than_candidates_is_a_spec_error():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", REGISTRY.names("relabeler"))
 def test_relabelers_run_on_cuda_tensors(name):
-    agent = SAC(SAC.Params(hidden=[16], gamma=GAMMA, device="cuda"), obs_dim=5, action_dim=2, task_dim=6,
-                generator=torch.Generator().manual_seed(0))
+    agent = SAC(SAC.Params(hidden=[16], gamma=GAMMA), SIZES, RuntimeSpec(device="cuda"),
+                [torch.Generator().manual_seed(0)])
     ctx = RelabelContext(tasks=PointReacherTasks(), reward=PointReacherReward(), agent=agent,
                          generator=torch.Generator(device="cuda").manual_seed(0))
     relabeler = REGISTRY.get("relabeler", name)()

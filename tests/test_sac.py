@@ -12,13 +12,22 @@ from hindsight.agents.networks import StackedMLP
 from hindsight.agents.optim import FusedAdam
 from hindsight.agents.sac import SAC, squashed_log_prob, tanh_log_prob
 from hindsight.batches import TransitionBatch
+from hindsight.protocols import Sizes
+from hindsight.runtime import apply_runtime
+from hindsight.specs import RuntimeSpec
 
 O, A, Z, N = 3, 2, 2, 16
 
 
-def make_agent(**overrides) -> SAC:
-    params = SAC.Params(**{"hidden": [8, 8], "lr": 1e-2, "gamma": 0.9, "tau": 0.1, "batch_size": N, **overrides})
-    return SAC(params, obs_dim=O, action_dim=A, task_dim=Z, generator=torch.Generator().manual_seed(0))
+SIZES = Sizes(obs_dim=O, action_dim=A, feature_dim=2, task_dim=Z, horizon=10)
+
+
+def make_agent(members: int = 1, **overrides) -> SAC:
+    """A small SAC; overrides name its params or runtime settings (device, precision, compile)."""
+    runtime = RuntimeSpec(**{k: v for k, v in overrides.items() if k in RuntimeSpec.model_fields})
+    settings = {k: v for k, v in overrides.items() if k not in RuntimeSpec.model_fields}
+    params = SAC.Params(**{"hidden": [8, 8], "lr": 1e-2, "gamma": 0.9, "tau": 0.1, "batch_size": N, **settings})
+    return SAC(params, SIZES, runtime, [torch.Generator().manual_seed(s) for s in range(members)])
 
 
 def make_batch(seed: int = 0, device: str = "cpu", n: int = N) -> TransitionBatch:
@@ -93,8 +102,7 @@ def test_gradient_free_evaluation_in_chunks_matches_one_pass(monkeypatch):
 
 
 def test_act_members_draws_what_each_member_draws_alone():
-    agent = SAC(SAC.Params(hidden=[8, 8]), obs_dim=O, action_dim=A, task_dim=Z, members=3,
-                generator=[torch.Generator().manual_seed(s) for s in range(3)])
+    agent = SAC(SAC.Params(hidden=[8, 8]), SIZES, RuntimeSpec(), [torch.Generator().manual_seed(s) for s in range(3)])
     obs, tasks = torch.randn(3, 5, O), torch.randn(3, 5, Z)
     together = agent.act_members(obs, tasks, [torch.Generator().manual_seed(10 + p) for p in range(3)])
     assert together.shape == (3, 5, A)
@@ -223,10 +231,16 @@ def test_update_metrics_are_finite_scalar_tensors():
         assert isinstance(value, torch.Tensor) and value.dim() == 0 and math.isfinite(value.item())
 
 
-def test_threads_setting():
+def test_runtime_sets_threads_once_and_none_keeps_them():
     before = torch.get_num_threads()
     try:
-        make_agent(threads=1)
+        apply_runtime(RuntimeSpec(threads=2))
+        assert torch.get_num_threads() == 2
+        make_agent()  # the agent leaves the thread count alone
+        assert torch.get_num_threads() == 2
+        apply_runtime(RuntimeSpec(threads=None))
+        assert torch.get_num_threads() == 2
+        apply_runtime(RuntimeSpec(threads=1))
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
@@ -254,14 +268,15 @@ def test_compiled_update_matches_eager():
 
 
 def test_keep_freed_memory_is_harmless_to_call_again():
-    from hindsight.agents.host import keep_freed_memory
+    from hindsight.runtime import keep_freed_memory
 
     assert keep_freed_memory() in (True, False)
-    make_agent(keep_freed_memory=True).update(make_batch(), torch.Generator().manual_seed(0))
+    apply_runtime(RuntimeSpec(keep_freed_memory=True))
+    make_agent().update(make_batch(), torch.Generator().manual_seed(0))
 
 
 def test_cpu_bfloat16_support_is_read_from_the_cpu_flags(tmp_path):
-    from hindsight.agents.host import cpu_has_native_bfloat16
+    from hindsight.runtime import cpu_has_native_bfloat16
 
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n\nprocessor\t: 1\nflags\t\t: fpu avx2\n")
@@ -272,6 +287,6 @@ def test_cpu_bfloat16_support_is_read_from_the_cpu_flags(tmp_path):
 
 
 def test_bfloat16_on_a_cpu_without_it_warns(monkeypatch):
-    monkeypatch.setattr("hindsight.agents.sac.cpu_has_native_bfloat16", lambda: False)
+    monkeypatch.setattr("hindsight.runtime.cpu_has_native_bfloat16", lambda: False)
     with pytest.warns(UserWarning, match="emulated"):
-        make_agent(precision="bfloat16")
+        apply_runtime(RuntimeSpec(precision="bfloat16", threads=None))

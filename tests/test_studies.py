@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from hindsight.cli import app
 from hindsight.specs import SpecError
-from hindsight.studies import layout, runner
+from hindsight.rundir import RunDir
+from hindsight.studies import runner
 from hindsight.studies.report import bootstrap, write_report
 from hindsight.studies.spec import expand, load_study
 
@@ -100,13 +101,6 @@ def test_cli_study_exit_codes_and_dry_run(tmp_path):
     assert dry.exit_code == 0, dry.output
     assert dry.output.count("pending") == 4 and not (tmp_path / "out").exists()
     assert cli.invoke(app, ["study", str(write_study(tmp_path)), "--address", "x:1"]).exit_code == 2
-
-
-def test_layout_file_names_match_the_trainer():
-    from hindsight.train import run
-
-    assert (layout.SPEC_FILE, layout.METRICS_FILE, layout.CHECKPOINT_FILE) == (
-        run.SPEC_FILE, run.METRICS_FILE, run.CHECKPOINT_FILE)
 
 
 # ----- the scheduler, with a backend that fakes training -----
@@ -228,14 +222,28 @@ def test_changed_or_partial_runs_are_not_finished(tmp_path):
     assert not runner.is_finished(run_dir, spec)
     with (run_dir / "metrics.jsonl").open("a") as f:
         f.write('{"epoch": 2, "env_st')   # torn last line of a killed run
-    assert len(layout.read_metrics(run_dir / "metrics.jsonl")) == 1
+    assert len(RunDir(run_dir).read_metrics()) == 1
 
 
 def test_train_run_records_a_runtime_error(tmp_path):
-    run = expand(load_study(write_study(tmp_path, grid={"agent.device": ["bogus"]})))[0]
+    run = expand(load_study(write_study(tmp_path, grid={"runtime.device": ["bogus"]})))[0]
     message = runner.train_run(run.spec.to_dict(), str(tmp_path / "run"), threads=1)
     assert message is not None and "bogus" in message
     assert "Traceback" in (tmp_path / "run" / "error.txt").read_text()
+
+
+def test_the_workers_thread_budget_is_the_runs_runtime_threads(tmp_path):
+    import torch
+
+    run = expand(load_study(write_study(tmp_path, grid={"seed": [0]}), ["train.epochs=1"]))[0]
+    before = torch.get_num_threads()
+    try:
+        assert runner.train_run(run.spec.to_dict(), str(tmp_path / "run"), threads=2) is None
+        assert torch.get_num_threads() == 2   # the agent no longer resets it to its own default
+    finally:
+        torch.set_num_threads(before)
+    assert RunDir(tmp_path / "run").read_spec()["runtime"]["threads"] == 2
+    assert runner.is_finished(tmp_path / "run", run.spec.to_dict())   # runtime is not part of its identity
 
 
 def test_train_run_resumes_or_restarts(tmp_path):
@@ -245,12 +253,12 @@ def test_train_run_resumes_or_restarts(tmp_path):
 
     run_dir = tmp_path / "run"
     assert runner.train_run(spec("train.epochs=1"), str(run_dir), threads=1) is None
-    first = layout.read_metrics(run_dir / "metrics.jsonl")
+    first = RunDir(run_dir).read_metrics()
     assert runner.train_run(spec("train.epochs=2"), str(run_dir), threads=1) is None
-    resumed = layout.read_metrics(run_dir / "metrics.jsonl")
+    resumed = RunDir(run_dir).read_metrics()
     assert [r["epoch"] for r in resumed] == [1, 2] and resumed[0] == first[0]
     assert runner.train_run(spec("train.epochs=2", "agent.lr=0.01"), str(run_dir), threads=1) is None
-    restarted = layout.read_metrics(run_dir / "metrics.jsonl")
+    restarted = RunDir(run_dir).read_metrics()
     assert [r["epoch"] for r in restarted] == [1, 2] and restarted[0] != first[0]
     assert runner.is_finished(run_dir, spec("train.epochs=2", "agent.lr=0.01"))
 
@@ -267,16 +275,16 @@ def test_train_run_population_resumes_into_member_dirs(tmp_path):
     assert job.id == "seed=0+1" and job.spec["seeds"] == [0, 1] and job.members[1].name == "seed=1"
     members = [str(m) for m in job.members]
     assert runner.train_run(job.spec, str(job.directory), 1, members) is None
-    first = layout.read_metrics(job.members[1] / "metrics.jsonl")
+    first = RunDir(job.members[1]).read_metrics()
     job, runs = plan("train.epochs=2")
     assert not runner.is_finished(job.members[0], runs[0].spec.to_dict())
     assert runner.train_run(job.spec, str(job.directory), 1, members) is None
     for run, member in zip(runs, job.members):
-        rows = layout.read_metrics(member / "metrics.jsonl")
+        rows = RunDir(member).read_metrics()
         assert [r["epoch"] for r in rows] == [1, 2]
         assert yaml.safe_load((member / "spec.yaml").read_text())["seed"] == run.seed
         assert runner.is_finished(member, run.spec.to_dict()) and not (member / "checkpoint.pt").exists()
-    assert layout.read_metrics(job.members[1] / "metrics.jsonl")[0] == first[0]
+    assert RunDir(job.members[1]).read_metrics()[0] == first[0]
     assert (job.directory / "checkpoint.pt").is_file() and (job.directory / "log.txt").is_file()
 
 

@@ -7,22 +7,17 @@ from typing import Optional
 
 import typer
 
+from hindsight.console import fail
 from hindsight.render.video import RenderError
-
-
-def _fail(message: str) -> None:
-    from hindsight.console import fail
-
-    fail(message)
 
 
 def _size(text: str) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        _fail(f"--size: expected WIDTHxHEIGHT, e.g. 320x240 (got {text!r})")
+        fail(f"--size: expected WIDTHxHEIGHT, e.g. 320x240 (got {text!r})")
     if not (16 <= width <= 4096 and 16 <= height <= 4096):
-        _fail(f"--size: width and height must be in [16, 4096] (got {text!r})")
+        fail(f"--size: width and height must be in [16, 4096] (got {text!r})")
     return width, height
 
 
@@ -54,23 +49,23 @@ def render(run_dir: Path = typer.Argument(..., help="run directory (from hindsig
 
     frame_size = _size(size)
     if not video and top_down is False:
-        _fail("nothing to write: --no-video with --no-top-down")
+        fail("nothing to write: --no-video with --no-top-down")
     if out is not None and video and out.suffix.lower() not in (".mp4", ".gif"):
-        _fail(f"--out: the video must end in .mp4 or .gif (got {out.name!r})")
+        fail(f"--out: the video must end in .mp4 or .gif (got {out.name!r})")
     if out is not None and video and out.suffix.lower() == ".mp4" and not mp4_available():
-        _fail("--out: no MP4 encoder installed; pip install 'hindsight[render]' (imageio-ffmpeg) or use a .gif")
+        fail("--out: no MP4 encoder installed; pip install 'hindsight[render]' (imageio-ffmpeg) or use a .gif")
     if video:
         use_egl()
     try:
         run = load_run(run_dir, checkpoint)
     except RenderError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     view = run.view()
     if top_down and not view.top_down:
-        _fail(f"--top-down: top-down pictures exist for the 2-D point families only, not {run.kind!r}")
+        fail(f"--top-down: top-down pictures exist for the 2-D point families only, not {run.kind!r}")
     draw_top_down = view.top_down if top_down is None else top_down
     if not video and not draw_top_down:
-        _fail(f"nothing to write: --no-video, and {run.kind!r} has no top-down picture")
+        fail(f"nothing to write: --no-video, and {run.kind!r} has no top-down picture")
     base = run_dir if checkpoint is None or run_dir.is_dir() else checkpoint.parent
     if out is None:
         out = base / ("render.mp4" if mp4_available() else "render.gif")
@@ -81,7 +76,7 @@ def render(run_dir: Path = typer.Argument(..., help="run directory (from hindsig
         try:
             check_rendering()
         except RenderError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         writer = VideoWriter(out, fps=1.0 / (run.control_dt * every))
     try:
         episodes = rollout(run, task_rows, size=frame_size, max_steps=max_steps, every=every, sink=writer,
@@ -130,18 +125,18 @@ def relabel_picture(run_dir: Path = typer.Argument(..., help="run directory (fro
     from hindsight.render.video import load_run
 
     if out is not None and out.suffix.lower() not in (".png", ".pdf", ".svg"):
-        _fail(f"--out: the picture must end in .png, .pdf or .svg (got {out.name!r})")
+        fail(f"--out: the picture must end in .png, .pdf or .svg (got {out.name!r})")
     try:
         run = load_run(run_dir, checkpoint)
     except RenderError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     base = run_dir if checkpoint is None or run_dir.is_dir() else checkpoint.parent
     out = out or base / "relabel.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         summary = draw(run, out, trajectories, candidates, fresh)
     except RenderError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     from rich.console import Console
 
     Console().print(f"relabeling picture: {out} ({summary['trajectories']} trajectories "
