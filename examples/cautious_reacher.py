@@ -30,8 +30,9 @@ class CautiousReacherReward:
     def reward(self, features, actions, tasks):
         """[B, K, T] rewards for features [B, T, 2], actions [B, T, 2], tasks [B, K, 6]."""
         distance, energy, _ = self.reacher.terms(features, actions, tasks)
-        obstacle = torch.stack([tasks[..., 5] * torch.cos(tasks[..., 4]),
-                                tasks[..., 5] * torch.sin(tasks[..., 4])], -1)[:, :, None]
+        obstacle = torch.stack(
+            [tasks[..., 5] * torch.cos(tasks[..., 4]), tasks[..., 5] * torch.sin(tasks[..., 4])], -1
+        )[:, :, None]
         inside = torch.linalg.vector_norm(features[:, None] - obstacle, dim=-1) < self.params.radius
         safety = -self.params.penalty * inside.float()
         w = reacher_weights(tasks[..., 0], tasks[..., 1])[:, :, None]

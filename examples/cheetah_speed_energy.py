@@ -47,7 +47,7 @@ class SpeedEnergyReward:
     """r = w_speed * forward velocity + w_energy * control cost, on the cheetah_multi env's features."""
 
     env_features = "cheetah_objectives"  # reads the features the cheetah_multi env records
-    feature_dim = 4                      # forward velocity, control cost, torso height, pitch rate
+    feature_dim = 4  # forward velocity, control cost, torso height, pitch rate
     task_dim = 2
 
     class Params(Params):

@@ -16,8 +16,7 @@ TINY_SPEC = {
     "relabeler": {"kind": "none"},
     "agent": {"kind": "sac", "hidden": [32, 32], "batch_size": 64, "gamma": 0.97},
     "buffer": {"kind": "replay", "capacity": 2000},
-    "train": {"epochs": 2, "loops_per_epoch": 2, "episodes_per_loop": 2, "updates_per_loop": 10,
-              "warmup_steps": 80},
+    "train": {"epochs": 2, "loops_per_epoch": 2, "episodes_per_loop": 2, "updates_per_loop": 10, "warmup_steps": 80},
     "eval": {"episodes": 4},
     "logging": {"wandb": {"mode": "disabled"}, "progress": False},
 }

@@ -13,9 +13,15 @@ def trajectories(B: int, T: int, lengths: list[int], terminated: list[bool], off
     """Observations whose first entry encodes (trajectory, step) so rows can be traced back."""
     obs = torch.zeros(B, T + 1, O)
     obs[..., 0] = offset + 100 * torch.arange(B)[:, None] + torch.arange(T + 1)[None]
-    return TrajectoryBatch(obs=obs, actions=obs[:, :T, :A] + 0.5, features=obs[:, :T, :F] - 0.5,
-                           rewards=torch.zeros(B, T), tasks=torch.randn(B, Z), lengths=torch.tensor(lengths),
-                           terminated=torch.tensor(terminated))
+    return TrajectoryBatch(
+        obs=obs,
+        actions=obs[:, :T, :A] + 0.5,
+        features=obs[:, :T, :F] - 0.5,
+        rewards=torch.zeros(B, T),
+        tasks=torch.randn(B, Z),
+        lengths=torch.tensor(lengths),
+        terminated=torch.tensor(terminated),
+    )
 
 
 def buffer(capacity: int = 100) -> ReplayBuffer:

@@ -3,7 +3,6 @@
 import io
 
 import attrs
-
 import pytest
 import torch
 
@@ -95,7 +94,7 @@ def test_reward_family_is_batched_without_cross_talk(name):
     assert together.shape == (B, K, T) and torch.isfinite(together).all()
     for b in range(B):  # each (trajectory, task) pair scored alone gives the same rewards
         for k in range(K):
-            alone = reward.reward(features[b:b + 1], actions[b:b + 1], tasks[b:b + 1, k:k + 1])
+            alone = reward.reward(features[b : b + 1], actions[b : b + 1], tasks[b : b + 1, k : k + 1])
             torch.testing.assert_close(alone[0, 0], together[b, k])
 
 
@@ -132,8 +131,17 @@ def test_agent_contract(name):
     assert agent.q(obs, actions, tasks).shape == (4,)
     assert agent.log_prob(obs, actions * 0.9, tasks).shape == (4,)
     from hindsight.batches import TransitionBatch
-    batch = TransitionBatch(obs=obs, actions=actions, next_obs=obs + 0.1, features=torch.zeros(4, 2),
-                            tasks=tasks, rewards=torch.ones(4), terminated=torch.zeros(4), truncated=torch.zeros(4))
+
+    batch = TransitionBatch(
+        obs=obs,
+        actions=actions,
+        next_obs=obs + 0.1,
+        features=torch.zeros(4, 2),
+        tasks=tasks,
+        rewards=torch.ones(4),
+        terminated=torch.zeros(4),
+        truncated=torch.zeros(4),
+    )
     stacked = TransitionBatch(**{f: getattr(batch, f)[None] for f in attrs.fields_dict(TransitionBatch)})
     metrics = agent.update_members(stacked, [gen])
     assert all(torch.isfinite(v).all() and v.shape == (1,) for v in metrics.values())
@@ -146,10 +154,15 @@ def test_agent_contract(name):
 
 def trajectories(B=3, T=4, O=5, A=2, F=2, Z=3, lengths=(4, 2, 3), terminated=(False, True, False)):
     gen = torch.Generator().manual_seed(0)
-    return TrajectoryBatch(obs=torch.randn(B, T + 1, O, generator=gen), actions=torch.rand(B, T, A, generator=gen),
-                           features=torch.randn(B, T, F, generator=gen), rewards=torch.randn(B, T, generator=gen),
-                           tasks=torch.rand(B, Z, generator=gen), lengths=torch.tensor(lengths),
-                           terminated=torch.tensor(terminated))
+    return TrajectoryBatch(
+        obs=torch.randn(B, T + 1, O, generator=gen),
+        actions=torch.rand(B, T, A, generator=gen),
+        features=torch.randn(B, T, F, generator=gen),
+        rewards=torch.randn(B, T, generator=gen),
+        tasks=torch.rand(B, Z, generator=gen),
+        lengths=torch.tensor(lengths),
+        terminated=torch.tensor(terminated),
+    )
 
 
 @pytest.mark.parametrize("name", BUFFERS)
@@ -158,7 +171,7 @@ def test_buffer_contract(name):
     buffer = buffer_cls(buffer_cls.Params(capacity=100), SIZES, "cpu")
     assert missing(buffer, Buffer) == []
     batch = trajectories()
-    tasks = torch.stack([batch.tasks, batch.tasks + 1], 1)      # original and one relabeled copy
+    tasks = torch.stack([batch.tasks, batch.tasks + 1], 1)  # original and one relabeled copy
     rewards = torch.stack([batch.rewards, batch.rewards * 10], 1)
     buffer.add(batch, tasks, rewards)
     assert len(buffer) == 2 * (4 + 2 + 3)

@@ -31,9 +31,24 @@ def test_hindsight_run_subprocess(tmp_path, tiny_spec):
     spec_path.write_text(yaml.safe_dump(tiny_spec))
     out = tmp_path / "run"
     env = {**os.environ, "MUJOCO_GL": "disable"}
-    result = subprocess.run([sys.executable, "-m", "hindsight", "run", str(spec_path), "--out", str(out),
-                             "--set", "train.epochs=3", "--no-progress"],
-                            capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hindsight",
+            "run",
+            str(spec_path),
+            "--out",
+            str(out),
+            "--set",
+            "train.epochs=3",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "final eval return" in result.stdout
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -47,17 +62,45 @@ def test_hindsight_run_subprocess(tmp_path, tiny_spec):
 
 
 def test_bad_spec_subprocess_exits_2_without_traceback(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "hindsight", "run", str(REPO / "envs/point_reacher/none.yaml"),
-                             "--set", "train.epochs=0"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hindsight",
+            "run",
+            str(REPO / "envs/point_reacher/none.yaml"),
+            "--set",
+            "train.epochs=0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "train.epochs" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_readme_plugin_example_runs(tmp_path):
     """The README's user reward family, registered through the spec's plugins list."""
-    result = subprocess.run([sys.executable, "-m", "hindsight", "run", str(REPO / "examples/cautious_reacher.yaml"),
-                             "--out", str(tmp_path / "run"), "--no-progress", "--set", "train.epochs=1",
-                             "--set", "logging.wandb.mode=disabled"],
-                            capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "disable"})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hindsight",
+            "run",
+            str(REPO / "examples/cautious_reacher.yaml"),
+            "--out",
+            str(tmp_path / "run"),
+            "--no-progress",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "logging.wandb.mode=disabled",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MUJOCO_GL": "disable"},
+    )
     assert result.returncode == 0, result.stderr
     assert yaml.safe_load((tmp_path / "run/spec.yaml").read_text())["reward"]["kind"] == "cautious_reacher"

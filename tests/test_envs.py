@@ -14,8 +14,14 @@ from hindsight.resources import env_asset
 ENVS = REGISTRY.names("env")
 SHORT = 12
 # (obs, action, feature, task) sizes of each family, as ENVIRONMENTS.md and the README document them
-DOCUMENTED_SIZES = {"point_reacher": (5, 2, 2, 6), "point_trajectory": (3, 2, 2, 3), "cheetah_multi": (17, 6, 4, 4),
-                    "ant_direction": (27, 8, 3, 1), "humanoid_direction": (53, 21, 2, 1), "fetch_reach": (10, 4, 3, 8)}
+DOCUMENTED_SIZES = {
+    "point_reacher": (5, 2, 2, 6),
+    "point_trajectory": (3, 2, 2, 3),
+    "cheetah_multi": (17, 6, 4, 4),
+    "ant_direction": (27, 8, 3, 1),
+    "humanoid_direction": (53, 21, 2, 1),
+    "fetch_reach": (10, 4, 3, 8),
+}
 
 
 def make(name, horizon=SHORT, seed=0, **params):
@@ -79,7 +85,7 @@ def test_dm_env_contract(name):
     assert last.last()
     if last.discount == 0.0:  # a true terminal, before the time limit or at it
         assert env.task.is_terminal(env.physics)
-    else:                     # the time limit: exactly `horizon` steps, bootstrap still applies
+    else:  # the time limit: exactly `horizon` steps, bootstrap still applies
         assert last.discount == 1.0 and len(steps) - 1 == family.horizon
     assert env.step(np.zeros(env.action_spec().shape)).first()  # dm_env: stepping after LAST starts a new episode
 
@@ -89,7 +95,7 @@ def test_same_seed_same_episode(name):
     family, _, env_a = make(name, seed=3)
     env_b = make(name, seed=3)[2]
     task, actions = sample_tasks(family, 1, 1)[0], random_actions(family, SHORT, 1)
-    for a, b in zip(rollout(env_a, task, actions), rollout(env_b, task, actions)):
+    for a, b in zip(rollout(env_a, task, actions), rollout(env_b, task, actions), strict=True):
         np.testing.assert_array_equal(a.observation["observations"], b.observation["observations"])
         assert a.reward == b.reward
 
@@ -105,8 +111,8 @@ def test_rewards_recomputed_from_features_for_any_task(name):
     lengths = {len(steps) for steps in episodes}
     assert len(lengths) == 1, "the task changed the dynamics"
     features = torch.tensor(np.stack([s.observation["features"] for s in episodes[0]]))[None]  # [1, T, F]
-    used = torch.tensor(actions[: features.shape[1]], dtype=torch.float32)[None]               # [1, T, A]
-    recomputed = reward.reward(features, used, torch.tensor(tasks)[None])[0]                   # [K, T]
+    used = torch.tensor(actions[: features.shape[1]], dtype=torch.float32)[None]  # [1, T, A]
+    recomputed = reward.reward(features, used, torch.tensor(tasks)[None])[0]  # [K, T]
     for k, steps in enumerate(episodes):
         np.testing.assert_array_equal(np.stack([s.observation["features"] for s in steps]), features[0].numpy())
         observed = torch.tensor([s.reward for s in steps], dtype=torch.float32)
@@ -116,6 +122,7 @@ def test_rewards_recomputed_from_features_for_any_task(name):
 
 # ----- task distributions and eval sets -----
 
+
 def draw(name, n=4000):
     env_cls = REGISTRY.get("env", name)
     return env_cls.Tasks().sample(n, torch.Generator().manual_seed(0))
@@ -123,6 +130,7 @@ def draw(name, n=4000):
 
 def reacher_weights(tasks):
     from hindsight.tasks.point_reacher import reacher_weights as weights
+
     return weights(tasks[:, 0], tasks[:, 1])
 
 
@@ -174,20 +182,22 @@ def test_shipped_eval_tasks_are_the_documented_fixed_seed_draw(name, module):
     tasks = env_cls.Tasks()
     shipped = tasks.eval_tasks()
     assert shipped.shape == (mod.EVAL_COUNT, tasks.task_dim) and shipped.dtype == torch.float32
-    torch.testing.assert_close(shipped, tasks.sample(mod.EVAL_COUNT, torch.Generator().manual_seed(mod.EVAL_SEED)),
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        shipped, tasks.sample(mod.EVAL_COUNT, torch.Generator().manual_seed(mod.EVAL_SEED)), rtol=0, atol=0
+    )
     assert json.loads(env_asset(name, "eval_tasks.json").read_text())["seed"] == mod.EVAL_SEED
 
 
 # ----- each family's own facts -----
+
 
 def test_point_trajectory_reference_dynamics_and_reward():
     family, reward, env = make("point_trajectory", horizon=15)
     steps = rollout(env, np.array([0.0, 1.0, 0.0]), [np.array([1.0, 0.5])] * 12 + [np.array([2.0, -3.0])])
     positions = np.stack([s.observation["observations"][:2] for s in steps])
     np.testing.assert_allclose(positions[1], [0.1, 0.05], atol=1e-6)
-    np.testing.assert_allclose(positions[12], [1.0, 0.6], atol=1e-6)            # x clipped at the wall
-    np.testing.assert_allclose(positions[13], [1.0, 0.5], atol=1e-6)            # action clipped to [-1, 1]
+    np.testing.assert_allclose(positions[12], [1.0, 0.6], atol=1e-6)  # x clipped at the wall
+    np.testing.assert_allclose(positions[13], [1.0, 0.5], atol=1e-6)  # action clipped to [-1, 1]
     assert steps[13].observation["observations"][2] == pytest.approx(13 / 15)
     # the reward reads the position BEFORE the step
     np.testing.assert_allclose(steps[2].observation["features"], positions[1], atol=1e-6)
@@ -276,11 +286,11 @@ def test_fetch_mocap_control_blocked_gripper_and_relative_frame():
     np.testing.assert_array_equal(first[0].observation["observations"], again[0].observation["observations"])
     np.testing.assert_allclose(first[0].observation["observations"][:3], 0.0, atol=1e-9)
     grip = np.stack([s.observation["features"] for s in first[1:]])
-    np.testing.assert_allclose(grip[:, 0], [0.05, 0.10, 0.15], atol=5e-3)     # 0.05 m per unit action
+    np.testing.assert_allclose(grip[:, 0], [0.05, 0.10, 0.15], atol=5e-3)  # 0.05 m per unit action
     np.testing.assert_allclose(grip[:, 1:], 0.0, atol=5e-3)
-    for step in first:                                                           # fingers blocked
+    for step in first:  # fingers blocked
         np.testing.assert_array_equal(step.observation["observations"][3:5], 0.0)
-    assert first[1].reward == pytest.approx(math.exp(-np.sum(grip[0] ** 2) / 0.08 ** 2), rel=1e-5)
+    assert first[1].reward == pytest.approx(math.exp(-np.sum(grip[0] ** 2) / 0.08**2), rel=1e-5)
 
 
 def test_fetch_action_noise_changes_the_motion():

@@ -16,9 +16,17 @@ from hindsight.specs import SpecError, read_yaml, validate
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SPEC = EXAMPLES / "cheetah_speed_energy.yaml"
 # small enough for a 1-epoch run of a few seconds
-TINY = ["env.horizon=20", "train.epochs=1", "train.warmup_steps=40", "train.updates_per_loop=5",
-        "train.loops_per_epoch=1", "agent.hidden=[16, 16]", "agent.batch_size=16", "tasks.eval_count=2",
-        "logging.wandb.mode=disabled"]
+TINY = [
+    "env.horizon=20",
+    "train.epochs=1",
+    "train.warmup_steps=40",
+    "train.updates_per_loop=5",
+    "train.loops_per_epoch=1",
+    "agent.hidden=[16, 16]",
+    "agent.batch_size=16",
+    "tasks.eval_count=2",
+    "logging.wandb.mode=disabled",
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +38,9 @@ def example():
 
 def test_reward_matches_hand_computation(example):
     # two steps of (forward velocity, control cost, torso height, pitch rate); height and pitch are ignored
-    features = torch.tensor([[[2.0, -0.5, 0.6, 1.0], [1.0, -0.1, 0.5, -3.0]]])   # [1, 2, 4]
+    features = torch.tensor([[[2.0, -0.5, 0.6, 1.0], [1.0, -0.1, 0.5, -3.0]]])  # [1, 2, 4]
     actions = torch.zeros(1, 2, 6)
-    tasks = torch.tensor([[[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]]])                   # [1, 3, 2]
+    tasks = torch.tensor([[[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]]])  # [1, 3, 2]
     rewards = example.SpeedEnergyReward().reward(features, actions, tasks)
     # (0.6, 0.8): 0.6 * 2 + 0.8 * -0.5 = 0.8 and 0.6 * 1 + 0.8 * -0.1 = 0.52
     expected = torch.tensor([[[2.0, 1.0], [0.8, 0.52], [-0.5, -0.1]]])
@@ -45,11 +53,12 @@ def test_weighted_returns_equal_summed_rewards(example):
     generator = torch.Generator().manual_seed(0)
     features = torch.randn(3, 7, 4, generator=generator)
     actions = torch.randn(3, 7, 6, generator=generator)
-    tasks = example.SpeedEnergyTasks().sample(5, generator)                          # [5, 2]
+    tasks = example.SpeedEnergyTasks().sample(5, generator)  # [5, 2]
     weights = torch.rand(3, 7, generator=generator)
-    rewards = reward.reward(features, actions, tasks[None].expand(3, 5, 2))          # [3, 5, 7]
-    torch.testing.assert_close(reward.weighted_returns(features, actions, tasks, weights),
-                               torch.einsum("bkt,bt->bk", rewards, weights))
+    rewards = reward.reward(features, actions, tasks[None].expand(3, 5, 2))  # [3, 5, 7]
+    torch.testing.assert_close(
+        reward.weighted_returns(features, actions, tasks, weights), torch.einsum("bkt,bt->bk", rewards, weights)
+    )
 
 
 def test_tasks_lie_on_the_positive_quarter_circle(example):

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import TIMING_KEYS, without_timings
 from typer.testing import CliRunner
 
-from conftest import TIMING_KEYS, without_timings
 from hindsight.cli import app
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -28,10 +28,10 @@ def test_golden_run_reproduces_its_metrics(spec, tmp_path):
     result = CliRunner().invoke(app, ["run", str(spec), "--out", str(run_dir), "--no-progress"])
     assert result.exit_code == 0, result.output
     produced = metrics_files(run_dir)
-    expected = {path.name[len(spec.stem):-len(".jsonl")]: path for path in GOLDEN.glob(f"{spec.stem}*.jsonl")}
+    expected = {path.name[len(spec.stem) : -len(".jsonl")]: path for path in GOLDEN.glob(f"{spec.stem}*.jsonl")}
     assert sorted(produced) == sorted(expected)
     for suffix, path in produced.items():
         got, want = read_rows(path), read_rows(expected[suffix])
         assert len(got) == len(want)
-        for row, (got_row, want_row) in enumerate(zip(got, want)):
+        for row, (got_row, want_row) in enumerate(zip(got, want, strict=True)):
             assert got_row == want_row, f"{spec.stem}{suffix}: row {row} differs"

@@ -31,7 +31,9 @@ def test_sparse_reward_matches_hand_computation():
 def test_pure_objectives():
     # u = 0, v = 1/2 -> w = (1, 0, 0): only the distance term
     only_distance = torch.tensor([[[0.0, 0.5, 0.0, 0.2, 0.0, 0.2]]])
-    assert PointReacherReward().reward(FEATURES, ACTION, only_distance).item() == pytest.approx(0.2 - math.hypot(0.1, 0.4), abs=1e-6)
+    assert PointReacherReward().reward(FEATURES, ACTION, only_distance).item() == pytest.approx(
+        0.2 - math.hypot(0.1, 0.4), abs=1e-6
+    )
     # v = 1 -> w = (0, 0, 1): only safety
     only_safety = torch.tensor([[[0.0, 1.0, 0.0, 0.2, math.pi / 2, 0.3]]])
     expected = math.log10(math.hypot(0.3, 0.1) + 0.01) / 5
@@ -49,8 +51,9 @@ def test_weighted_returns_across_chunks_equal_the_summed_rewards(distance):
     tasks = PointReacherTasks().sample(K, gen)
     weights = 0.97 ** torch.arange(T).float() * (torch.arange(T) < torch.randint(1, T + 1, (B, 1), generator=gen))
     expected = (reward.reward(features, actions, tasks[None].expand(B, K, -1)) * weights[:, None]).sum(-1)
-    torch.testing.assert_close(reward.weighted_returns(features, actions, tasks, weights), expected,
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        reward.weighted_returns(features, actions, tasks, weights), expected, rtol=1e-5, atol=1e-5
+    )
 
 
 def test_weights_are_unit_vectors_in_positive_octant():

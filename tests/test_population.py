@@ -17,7 +17,7 @@ rows_of = metrics_rows
 
 def assert_rows_close(a, b, rel=1e-4):
     assert [r.keys() for r in a] == [r.keys() for r in b]
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         for key in x:
             if isinstance(x[key], float):
                 assert y[key] == pytest.approx(x[key], rel=rel, abs=1e-5), key
@@ -56,14 +56,16 @@ def test_population_sigkill_and_resume(tmp_path, tiny_spec):
     env = {**os.environ, "MUJOCO_GL": "disable"}
     command = [sys.executable, "-m", "hindsight", "run", str(path), "--out"]
     assert subprocess.run(command + [str(tmp_path / "reference")], env=env, capture_output=True).returncode == 0
-    killed = subprocess.run(command + [str(tmp_path / "killed")], capture_output=True,
-                            env={**env, "HINDSIGHT_KILL_AT": "update:45"})
+    killed = subprocess.run(
+        command + [str(tmp_path / "killed")], capture_output=True, env={**env, "HINDSIGHT_KILL_AT": "update:45"}
+    )
     assert killed.returncode == -signal.SIGKILL
     resumed = subprocess.run(command + [str(tmp_path / "killed"), "--resume"], env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     for seed in (0, 1):
-        assert rows_of(tmp_path / f"killed/seed{seed}/metrics.jsonl") == \
-            rows_of(tmp_path / f"reference/seed{seed}/metrics.jsonl")
+        assert rows_of(tmp_path / f"killed/seed{seed}/metrics.jsonl") == rows_of(
+            tmp_path / f"reference/seed{seed}/metrics.jsonl"
+        )
 
 
 def test_seeds_must_be_distinct(tiny_spec):
@@ -85,16 +87,18 @@ def test_collecting_members_together_equals_collecting_each_alone(tiny_spec):
     problem = build_problem(validate(tiny_spec))
 
     def collectors():
-        return [Collector(make_envs(problem, seed, "env/train", 2), problem.sizes.horizon, problem.reward)
-                for seed in (3, 4)]
+        return [
+            Collector(make_envs(problem, seed, "env/train", 2), problem.sizes.horizon, problem.reward)
+            for seed in (3, 4)
+        ]
 
     def policy(obs, tasks):  # any deterministic function of the rows; [..., O], [..., Z] -> [..., A]
         return torch.tanh(obs[..., :2] * 3 - tasks[..., 2:4] + obs[..., 4:5])
 
     tasks = [problem.tasks.sample(2, torch.Generator().manual_seed(s)) for s in (5, 6)]
     together = collect_together(collectors(), policy, tasks)
-    alone = [c.collect(policy, z) for c, z in zip(collectors(), tasks)]
+    alone = [c.collect(policy, z) for c, z in zip(collectors(), tasks, strict=True)]
     assert not torch.equal(together[0].actions, together[1].actions)
-    for a, b in zip(together, alone):
+    for a, b in zip(together, alone, strict=True):
         for field in ("obs", "actions", "features", "rewards", "tasks", "lengths", "terminated"):
             assert torch.equal(getattr(a, field), getattr(b, field)), field

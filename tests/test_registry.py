@@ -26,9 +26,11 @@ def test_every_builtin_target_loads():
 
 def test_duplicate_decorator_names_both_sources():
     with pytest.raises(RegistryError) as info:
+
         @register("relabeler", "none")
         class Again:
             """Clashes with the built-in."""
+
     message = str(info.value)
     assert "duplicate relabeler 'none'" in message
     assert "registry.yaml" in message and "Again" in message
@@ -88,14 +90,16 @@ def test_entry_point_clashing_with_builtin(tmp_path, monkeypatch):
 
 
 def test_spec_plugins_register_a_user_reward(tmp_path, tiny_spec):
-    (tmp_path / "user_reward_plugin.py").write_text(textwrap.dedent('''
+    (tmp_path / "user_reward_plugin.py").write_text(
+        textwrap.dedent('''
         from hindsight.registry import register
         from hindsight.tasks.point_reacher import PointReacherReward
 
         @register("reward", "user_reacher")
         class UserReacher(PointReacherReward):
             """Registered by a spec's plugins list."""
-    '''))
+    ''')
+    )
     tiny_spec["plugins"] = ["user_reward_plugin"]
     tiny_spec["reward"] = {"kind": "user_reacher"}
     spec = validate(tiny_spec, base_dir=tmp_path)

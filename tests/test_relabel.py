@@ -38,14 +38,23 @@ def reference_rollouts(n: int, generator: torch.Generator) -> tuple[torch.Tensor
     return torch.stack(positions, 1), actions
 
 
-def make_batch(features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor,
-               lengths: torch.Tensor | None = None, obs: torch.Tensor | None = None) -> TrajectoryBatch:
+def make_batch(
+    features: torch.Tensor,
+    actions: torch.Tensor,
+    tasks: torch.Tensor,
+    lengths: torch.Tensor | None = None,
+    obs: torch.Tensor | None = None,
+) -> TrajectoryBatch:
     B, steps = features.shape[:2]
     return TrajectoryBatch(
-        obs=obs if obs is not None else torch.zeros(B, steps + 1, 5), actions=actions, features=features,
-        rewards=torch.zeros(B, steps), tasks=tasks,
+        obs=obs if obs is not None else torch.zeros(B, steps + 1, 5),
+        actions=actions,
+        features=features,
+        rewards=torch.zeros(B, steps),
+        tasks=tasks,
         lengths=lengths if lengths is not None else torch.full((B,), steps),
-        terminated=torch.zeros(B, dtype=torch.bool))
+        terminated=torch.zeros(B, dtype=torch.bool),
+    )
 
 
 class MeanReturnAgent:
@@ -77,8 +86,12 @@ def small_sac(seed: int = 0) -> SAC:
 
 
 def reacher_ctx(agent, seed: int) -> RelabelContext:
-    return RelabelContext(tasks=PointReacherTasks(), reward=PointReacherReward(), agent=agent,
-                          generator=torch.Generator().manual_seed(seed))
+    return RelabelContext(
+        tasks=PointReacherTasks(),
+        reward=PointReacherReward(),
+        agent=agent,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 def random_batch(B: int, seed: int, lengths: torch.Tensor | None = None) -> TrajectoryBatch:
@@ -89,6 +102,7 @@ def random_batch(B: int, seed: int, lengths: torch.Tensor | None = None) -> Traj
 
 
 # ----- constructed trajectories with a known answer -----
+
 
 @pytest.mark.parametrize("seed", range(4))
 def test_frugal_path_to_p_gets_goal_near_p_and_high_energy_weight(seed):
@@ -104,9 +118,11 @@ def test_frugal_path_to_p_gets_goal_near_p_and_high_energy_weight(seed):
     frugal = make_batch(features, torch.full((1, T, 2), 0.02), PointReacherTasks().sample(1, g))
 
     chosen = {}
-    for name, relabeler in [("reward", RewardRelabeling(RewardRelabeling.Params(candidates=1000))),
-                            ("advantage", AdvantageRelabeling(AdvantageRelabeling.Params(candidates=1000))),
-                            ("air", AIR(AIR.Params(candidates=1000, cache=10)))]:
+    for name, relabeler in [
+        ("reward", RewardRelabeling(RewardRelabeling.Params(candidates=1000))),
+        ("advantage", AdvantageRelabeling(AdvantageRelabeling.Params(candidates=1000))),
+        ("air", AIR(AIR.Params(candidates=1000, cache=10))),
+    ]:
         ctx = reacher_ctx(agent, seed)
         if name == "air":  # fill the cache with 9 ordinary trajectories first
             relabeler.relabel(make_batch(ref_features[:9], ref_actions[:9], frugal.tasks.expand(9, -1)), ctx)
@@ -124,7 +140,7 @@ def test_reward_relabeling_keeps_the_highest_returns():
     batch = random_batch(3, seed=1, lengths=torch.tensor([20, 12, 3]))
     relabeler = RewardRelabeling(RewardRelabeling.Params(candidates=50, keep=4))
     ctx = reacher_ctx(ZeroValueAgent(), seed=2)
-    kept = relabeler.relabel(batch, ctx)                                   # [3, 4, 6]
+    kept = relabeler.relabel(batch, ctx)  # [3, 4, 6]
     candidates = torch.cat([batch.tasks, PointReacherTasks().sample(47, reacher_ctx(None, 2).generator)])
     rewards = PointReacherReward().reward(batch.features, batch.actions, candidates[None].expand(3, 50, -1))
     returns = discounted_returns(rewards, batch.mask[:, None], GAMMA)
@@ -147,6 +163,7 @@ def test_candidates_include_originals_and_batch_larger_than_k():
 
 
 # ----- AIR -----
+
 
 def test_air_with_only_the_current_trajectory_equals_advantage():
     agent = small_sac()
@@ -178,7 +195,7 @@ def test_air_cache_keeps_the_n_most_recent_and_survives_a_checkpoint():
     first = air.relabel(nxt, ctx)
     ctx.generator.set_state(state)
     torch.testing.assert_close(restored.relabel(nxt, ctx), first)
-    ours, theirs = air.diagnostics(), restored.diagnostics()   # the epoch's means survive the checkpoint
+    ours, theirs = air.diagnostics(), restored.diagnostics()  # the epoch's means survive the checkpoint
     for key in ("relabel/calls", "relabel/percentile", "relabel/original_won"):
         assert ours[key] == theirs[key]
 
@@ -188,8 +205,12 @@ def test_air_batch_larger_than_cache_and_longer_horizon():
     ctx = reacher_ctx(small_sac(), 0)
     assert air.relabel(random_batch(5, seed=0), ctx).shape == (5, 1, 6)
     g = torch.Generator().manual_seed(1)
-    longer = make_batch(torch.rand(2, 30, 2, generator=g), torch.rand(2, 30, 2, generator=g),
-                        PointReacherTasks().sample(2, g), torch.tensor([30, 25]))
+    longer = make_batch(
+        torch.rand(2, 30, 2, generator=g),
+        torch.rand(2, 30, 2, generator=g),
+        PointReacherTasks().sample(2, g),
+        torch.tensor([30, 25]),
+    )
     assert air.relabel(longer, ctx).shape == (2, 1, 6)
     assert air.state_dict()["cache"]["features"].shape == (3, 30, 2)
 
@@ -211,8 +232,12 @@ class SymmetricTasks:
 
 
 def toy_ctx(seed: int) -> RelabelContext:
-    return RelabelContext(tasks=SymmetricTasks(), reward=ScaledReward(), agent=ZeroValueAgent(),
-                          generator=torch.Generator().manual_seed(seed))
+    return RelabelContext(
+        tasks=SymmetricTasks(),
+        reward=ScaledReward(),
+        agent=ZeroValueAgent(),
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 def toy_batch(levels: list[float], tasks: list[float]) -> TrajectoryBatch:
@@ -230,7 +255,7 @@ def test_air_ties_are_broken_by_advantage():
     air.diagnostics()
     state = ctx.generator.get_state()
     batch = toy_batch([5.0, 1.0], [0.5, -0.5])
-    kept = air.relabel(batch, ctx)[..., 0]                                     # [2, 3]
+    kept = air.relabel(batch, ctx)[..., 0]  # [2, 3]
     ctx.generator.set_state(state)
     candidates = torch.cat([batch.tasks, SymmetricTasks().sample(48, ctx.generator)])[:, 0]
     positive, negative = candidates[candidates > 0], candidates[candidates < 0]
@@ -278,13 +303,14 @@ def test_air_matches_a_brute_force_ranking(monkeypatch, score_chunk):
 
 
 def test_batch_percentiles():
-    reference = torch.tensor([[1.0, 3.0], [2.0, 2.0], [3.0, 1.0], [4.0, 0.0]])   # [N=4, K=2]
+    reference = torch.tensor([[1.0, 3.0], [2.0, 2.0], [3.0, 1.0], [4.0, 0.0]])  # [N=4, K=2]
     scores = torch.tensor([[2.0, 2.0], [0.0, 5.0]])
     expected = torch.tensor([[0.5, 0.75], [0.0, 1.0]])
     torch.testing.assert_close(batch_percentiles(reference, scores), expected)
 
 
 # ----- the other relabelers -----
+
 
 def test_random_relabeling_draws_one_fresh_task_in_the_task_box():
     batch = random_batch(5, seed=0)
@@ -296,11 +322,11 @@ def test_random_relabeling_draws_one_fresh_task_in_the_task_box():
 
 def test_her_replaces_only_the_goal_with_a_reached_position():
     batch = random_batch(4, seed=2, lengths=torch.tensor([20, 10, 5, 1]))
-    tasks = HER(HER.Params(keep=3)).relabel(batch, reacher_ctx(None, 0))       # [4, 3, 6]
+    tasks = HER(HER.Params(keep=3)).relabel(batch, reacher_ctx(None, 0))  # [4, 3, 6]
     keep_rest = [0, 1, 4, 5]
     torch.testing.assert_close(tasks[..., keep_rest], batch.tasks[:, None, keep_rest].expand(4, 3, 4))
-    goals = polar_to_xy(tasks[..., 2], tasks[..., 3])                            # [4, 3, 2]
-    distance = torch.cdist(goals, batch.features)                               # [4, 3, T]
+    goals = polar_to_xy(tasks[..., 2], tasks[..., 3])  # [4, 3, 2]
+    distance = torch.cdist(goals, batch.features)  # [4, 3, T]
     distance = distance.masked_fill(~batch.mask[:, None], float("inf"))
     assert (distance.min(-1).values < 1e-5).all()
 
@@ -312,10 +338,16 @@ def rewards_of(batch: TransitionBatch) -> torch.Tensor:
 def transitions(n: int, seed: int) -> TransitionBatch:
     """n random PointReacher transitions, each rewarded under its own task."""
     g = torch.Generator().manual_seed(seed)
-    batch = TransitionBatch(obs=torch.rand(n, 5, generator=g), actions=torch.rand(n, 2, generator=g) * 2 - 1,
-                            next_obs=torch.rand(n, 5, generator=g), features=torch.rand(n, 2, generator=g) * 2 - 1,
-                            tasks=PointReacherTasks().sample(n, g), rewards=torch.zeros(n),
-                            terminated=(torch.rand(n, generator=g) < 0.2).float(), truncated=torch.zeros(n))
+    batch = TransitionBatch(
+        obs=torch.rand(n, 5, generator=g),
+        actions=torch.rand(n, 2, generator=g) * 2 - 1,
+        next_obs=torch.rand(n, 5, generator=g),
+        features=torch.rand(n, 2, generator=g) * 2 - 1,
+        tasks=PointReacherTasks().sample(n, g),
+        rewards=torch.zeros(n),
+        terminated=(torch.rand(n, generator=g) < 0.2).float(),
+        truncated=torch.zeros(n),
+    )
     return attrs.evolve(batch, rewards=rewards_of(batch))
 
 
@@ -337,7 +369,7 @@ def test_hipi_draws_batch_tasks_with_consistent_rewards():
     torch.testing.assert_close(unchanged.tasks, batch.tasks)
     relabeler = HIPI(HIPI.Params(relabel_prob=1.0))
     out = relabeler.relabel_batch(batch, ctx)
-    assert ((out.tasks[:, None] == batch.tasks[None]).all(-1)).any(1).all()   # every task is one of the batch's
+    assert ((out.tasks[:, None] == batch.tasks[None]).all(-1)).any(1).all()  # every task is one of the batch's
     torch.testing.assert_close(out.rewards, rewards_of(out))
     diagnostics = relabeler.diagnostics()
     assert 0.0 <= diagnostics["relabel/hipi_entropy"] <= math.log(32) + 1e-5
@@ -353,6 +385,7 @@ def test_hipi_draws_batch_tasks_with_consistent_rewards():
 def test_hipi_prefers_the_task_a_transition_is_best_for():
     """Two tasks, each a goal at one transition's position with pure distance weight: with a zero
     critic and a flat policy, each transition draws the task whose goal it sits on almost always."""
+
     class FlatAgent:
         gamma = GAMMA
 
@@ -365,14 +398,25 @@ def test_hipi_prefers_the_task_a_transition_is_best_for():
         def q(self, obs, actions, tasks, member=0):
             return torch.zeros(obs.shape[0])
 
-    goals = torch.tensor([[0.0, 0.3], [math.pi, 0.3]])                     # (theta_g, r_g): (0.3, 0), (-0.3, 0)
+    goals = torch.tensor([[0.0, 0.3], [math.pi, 0.3]])  # (theta_g, r_g): (0.3, 0), (-0.3, 0)
     tasks = torch.cat([torch.tensor([[0.0, 0.5]]).expand(2, 2), goals, torch.tensor([[0.0, 0.15]]).expand(2, 2)], 1)
     features = polar_to_xy(goals[:, 0], goals[:, 1])
-    batch = TransitionBatch(obs=torch.zeros(2, 5), actions=torch.zeros(2, 2), next_obs=torch.zeros(2, 5),
-                            features=features, tasks=tasks.flip(0), rewards=torch.zeros(2),
-                            terminated=torch.zeros(2), truncated=torch.zeros(2))
-    ctx = RelabelContext(tasks=PointReacherTasks(), reward=PointReacherReward(), agent=FlatAgent(),
-                         generator=torch.Generator().manual_seed(0))
+    batch = TransitionBatch(
+        obs=torch.zeros(2, 5),
+        actions=torch.zeros(2, 2),
+        next_obs=torch.zeros(2, 5),
+        features=features,
+        tasks=tasks.flip(0),
+        rewards=torch.zeros(2),
+        terminated=torch.zeros(2),
+        truncated=torch.zeros(2),
+    )
+    ctx = RelabelContext(
+        tasks=PointReacherTasks(),
+        reward=PointReacherReward(),
+        agent=FlatAgent(),
+        generator=torch.Generator().manual_seed(0),
+    )
     out = HIPI(HIPI.Params(relabel_prob=1.0)).relabel_batch(batch, ctx)
     torch.testing.assert_close(out.tasks, tasks)
 
@@ -396,10 +440,15 @@ def test_keep_larger_than_candidates_is_a_spec_error():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", REGISTRY.names("relabeler"))
 def test_relabelers_run_on_cuda_tensors(name):
-    agent = SAC(SAC.Params(hidden=[16], gamma=GAMMA), SIZES, RuntimeSpec(device="cuda"),
-                [torch.Generator().manual_seed(0)])
-    ctx = RelabelContext(tasks=PointReacherTasks(), reward=PointReacherReward(), agent=agent,
-                         generator=torch.Generator(device="cuda").manual_seed(0))
+    agent = SAC(
+        SAC.Params(hidden=[16], gamma=GAMMA), SIZES, RuntimeSpec(device="cuda"), [torch.Generator().manual_seed(0)]
+    )
+    ctx = RelabelContext(
+        tasks=PointReacherTasks(),
+        reward=PointReacherReward(),
+        agent=agent,
+        generator=torch.Generator(device="cuda").manual_seed(0),
+    )
     relabeler = REGISTRY.get("relabeler", name)()
     for seed in range(2):
         assert relabeler.relabel(random_batch(3, seed=seed), ctx).device.type == "cuda"

@@ -33,11 +33,13 @@ def has_goal(env_name: str) -> bool:
 
 def tiny_spec(env: str, reward: str, relabeler: str) -> dict:
     return {
-        "seed": 1, "env": {"kind": env, "horizon": 3}, "reward": {"kind": reward},
-        "relabeler": {"kind": relabeler}, "agent": {"kind": "sac", "hidden": [8], "batch_size": 8},
+        "seed": 1,
+        "env": {"kind": env, "horizon": 3},
+        "reward": {"kind": reward},
+        "relabeler": {"kind": relabeler},
+        "agent": {"kind": "sac", "hidden": [8], "batch_size": 8},
         "buffer": {"kind": "replay", "capacity": 10_000},
-        "train": {"epochs": 1, "loops_per_epoch": 2, "episodes_per_loop": 2, "updates_per_loop": 2,
-                  "warmup_steps": 6},
+        "train": {"epochs": 1, "loops_per_epoch": 2, "episodes_per_loop": 2, "updates_per_loop": 2, "warmup_steps": 6},
         "eval": {"episodes": 1},
         "logging": {"wandb": {"mode": "disabled"}, "progress": False},
     }

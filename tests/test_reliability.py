@@ -29,8 +29,9 @@ def rows_of(run_dir: Path) -> list[dict]:
 
 def hindsight(*args, env_extra=None, timeout=300):
     env = {**os.environ, "MUJOCO_GL": "disable", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "hindsight", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "hindsight", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +56,9 @@ def reference(tmp_path_factory, spec_file):
 
 # updates: 10 per loop, 2 loops per epoch; collect: one pass per time step of each batch (20 per batch,
 # 2 warmup batches then 2 per epoch); checkpoint: one per epoch
-@pytest.mark.parametrize("kill_at", ["collect:70", "collect:130", "update:25", "update:61", "checkpoint:2",
-                                     "checkpoint:4"])
+@pytest.mark.parametrize(
+    "kill_at", ["collect:70", "collect:130", "update:25", "update:61", "checkpoint:2", "checkpoint:4"]
+)
 def test_sigkill_then_resume_gives_identical_metrics(tmp_path, spec_file, reference, kill_at):
     out = tmp_path / "killed"
     killed = hindsight("run", str(spec_file), "--out", str(out), env_extra={"HINDSIGHT_KILL_AT": kill_at})
@@ -71,9 +73,23 @@ def test_sigkill_then_resume_gives_identical_metrics(tmp_path, spec_file, refere
 def test_signal_stops_cleanly_and_resumes(tmp_path, spec_file, reference, signum):
     out = tmp_path / "signalled"
     env = {**os.environ, "MUJOCO_GL": "disable"}
-    proc = subprocess.Popen([sys.executable, "-m", "hindsight", "run", str(spec_file), "--out", str(out),
-                             "--set", "train.updates_per_loop=200"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hindsight",
+            "run",
+            str(spec_file),
+            "--out",
+            str(out),
+            "--set",
+            "train.updates_per_loop=200",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     metrics = out / "metrics.jsonl"
     deadline = time.time() + 120
     while not (metrics.exists() and metrics.read_text().count("\n") >= 1) and time.time() < deadline:
@@ -154,6 +170,7 @@ def test_unwritable_or_full_output_reported_before_training(tmp_path, tiny_spec,
     result = hindsight("run", str(spec_file), "--out", str(blocker / "run"))
     assert result.returncode == 2 and "not writable" in result.stderr
     import shutil
+
     monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
     with pytest.raises(RunDirError, match="MiB free, checkpoints need about"):
         execute(validate(tiny_spec), tmp_path / "full")

@@ -54,16 +54,23 @@ def run_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def egl():
-    probe = ("from dm_control import mujoco; mujoco.Physics.from_xml_string("
-             "\"<mujoco><worldbody><geom size='1'/></worldbody></mujoco>\").render(16, 16)")
+    probe = (
+        "from dm_control import mujoco; mujoco.Physics.from_xml_string("
+        "\"<mujoco><worldbody><geom size='1'/></worldbody></mujoco>\").render(16, 16)"
+    )
     result = subprocess.run([sys.executable, "-c", probe], env=RENDER_ENV, capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
         pytest.skip(f"EGL rendering unavailable: {result.stderr.strip().splitlines()[-1:]}")
 
 
 def hindsight(*args: str, gl: str = "egl") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hindsight", *args], env={**RENDER_ENV, "MUJOCO_GL": gl},
-                          capture_output=True, text=True, timeout=240)
+    return subprocess.run(
+        [sys.executable, "-m", "hindsight", *args],
+        env={**RENDER_ENV, "MUJOCO_GL": gl},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
 
 
 def gif_frames(path):
@@ -76,8 +83,8 @@ def gif_frames(path):
 
 
 def assert_not_blank(first: np.ndarray, last: np.ndarray) -> None:
-    assert first.std() > 5 and last.std() > 5                      # not one flat colour
-    assert np.abs(first - last).mean() > 0.5                       # the scene and the text changed
+    assert first.std() > 5 and last.std() > 5  # not one flat colour
+    assert np.abs(first - last).mean() > 0.5  # the scene and the text changed
     assert abs(float(first.mean()) - float(last.mean())) > 1e-3 or np.abs(first - last).max() > 50
 
 
@@ -100,8 +107,21 @@ def test_render_mp4_frame_count(run_dir, egl, tmp_path):
     import imageio.v2 as imageio
 
     out = tmp_path / "video.mp4"
-    result = hindsight("render", str(run_dir), "--tasks", "3", "--out", str(out), "--size", "64x48",
-                       "--max-steps", "5", "--every", "2", "--no-top-down")
+    result = hindsight(
+        "render",
+        str(run_dir),
+        "--tasks",
+        "3",
+        "--out",
+        str(out),
+        "--size",
+        "64x48",
+        "--max-steps",
+        "5",
+        "--every",
+        "2",
+        "--no-top-down",
+    )
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "video-topdown.png").exists()
     with imageio.get_reader(str(out), format="FFMPEG") as reader:
@@ -113,7 +133,7 @@ def test_render_mp4_frame_count(run_dir, egl, tmp_path):
 
 def test_frames_per_episode():
     assert frames_per_episode(20, 1) == 21
-    assert frames_per_episode(5, 2) == 4       # reset, steps 2, 4 and the last
+    assert frames_per_episode(5, 2) == 4  # reset, steps 2, 4 and the last
     assert frames_per_episode(6, 3) == 3
 
 
@@ -126,8 +146,9 @@ def test_top_down_without_video_needs_no_gl(run_dir, tmp_path):
 
 def test_relabel_picture_from_stored_trajectories(run_dir, tmp_path):
     out = tmp_path / "relabel.png"
-    result = CliRunner().invoke(app, ["relabel-picture", str(run_dir), "--trajectories", "3", "--candidates", "8",
-                                      "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["relabel-picture", str(run_dir), "--trajectories", "3", "--candidates", "8", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     for variant in ("original", "stored", "AIR", "advantage", "HER"):
         assert variant in result.output
@@ -138,8 +159,9 @@ def test_relabel_picture_from_stored_trajectories(run_dir, tmp_path):
 
 def test_relabel_picture_fresh(run_dir, tmp_path):
     out = tmp_path / "fresh.pdf"
-    result = CliRunner().invoke(app, ["relabel-picture", str(run_dir), "--trajectories", "2", "--fresh",
-                                      "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["relabel-picture", str(run_dir), "--trajectories", "2", "--fresh", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "freshly collected" in result.output and out.stat().st_size > 1000
 
@@ -150,13 +172,13 @@ def test_stored_trajectories_are_whole_episodes(run_dir):
     run = load_run(run_dir)
     assert run.member == 0 and run.seed == 0
     trajectories = stored_trajectories(run)
-    assert len(trajectories) == 4                              # 2 warm-up + 2 trained episodes
+    assert len(trajectories) == 4  # 2 warm-up + 2 trained episodes
     batch = to_batch(trajectories)
     assert (batch.lengths == HORIZON).all()
     assert all(t["stored"] is not None for t in trajectories)  # AIR stored one relabeled copy of each
     recomputed = run.reward.reward(batch.features, batch.actions, batch.tasks[:, None])[:, 0]
     torch.testing.assert_close(recomputed, batch.rewards)
-    assert torch.allclose(batch.obs[:, 0, :4], torch.zeros(4, 4))   # each starts at rest at the origin
+    assert torch.allclose(batch.obs[:, 0, :4], torch.zeros(4, 4))  # each starts at rest at the origin
 
 
 @pytest.mark.parametrize("command", ["render", "relabel-picture"])
@@ -192,9 +214,14 @@ def test_every_family_names_its_view():
     from hindsight.tasks.point_reacher import PointReacherView
     from hindsight.tasks.point_trajectory import PointTrajectoryView
 
-    expected = {"point_reacher": PointReacherView, "point_trajectory": PointTrajectoryView,
-                "cheetah_multi": CheetahView, "ant_direction": DirectionView, "humanoid_direction": HumanoidView,
-                "fetch_reach": FetchView}
+    expected = {
+        "point_reacher": PointReacherView,
+        "point_trajectory": PointTrajectoryView,
+        "cheetah_multi": CheetahView,
+        "ant_direction": DirectionView,
+        "humanoid_direction": HumanoidView,
+        "fetch_reach": FetchView,
+    }
     views = {name: REGISTRY.get("env", name).view for name in REGISTRY.names("env")}
     assert {name: views[name] for name in expected} == expected
     assert all(issubclass(view, View) for view in views.values())
@@ -237,8 +264,9 @@ def plain_run(tmp_path_factory):
 
 def test_family_without_a_view_is_drawn_by_the_base_view(plain_run, tmp_path):
     out = tmp_path / "relabel.png"
-    result = hindsight("relabel-picture", str(plain_run), "--trajectories", "2", "--candidates", "4", "--out",
-                       str(out), gl="disable")
+    result = hindsight(
+        "relabel-picture", str(plain_run), "--trajectories", "2", "--candidates", "4", "--out", str(out), gl="disable"
+    )
     assert result.returncode == 0, result.stderr
     assert "stored" in result.stdout and "HER" in result.stdout
     with Image.open(out) as image:
@@ -249,8 +277,9 @@ def test_family_without_a_view_is_drawn_by_the_base_view(plain_run, tmp_path):
 
 def test_render_family_without_a_view(plain_run, egl, tmp_path):
     out = tmp_path / "plain.gif"
-    result = hindsight("render", str(plain_run), "--tasks", "2", "--max-steps", "4", "--out", str(out),
-                       "--size", "64x48")
+    result = hindsight(
+        "render", str(plain_run), "--tasks", "2", "--max-steps", "4", "--out", str(out), "--size", "64x48"
+    )
     assert result.returncode == 0, result.stderr
     frames = gif_frames(out)
     assert len(frames) == 2 * 5 and frames[0].shape == (48, 64, 3)
@@ -259,8 +288,11 @@ def test_render_family_without_a_view(plain_run, egl, tmp_path):
 
 
 def test_bad_options_exit_2(run_dir, tmp_path):
-    for args in (["render", str(run_dir), "--size", "big"], ["render", str(run_dir), "--out", str(tmp_path / "v.avi")],
-                 ["relabel-picture", str(run_dir), "--out", str(tmp_path / "p.txt")]):
+    for args in (
+        ["render", str(run_dir), "--size", "big"],
+        ["render", str(run_dir), "--out", str(tmp_path / "v.avi")],
+        ["relabel-picture", str(run_dir), "--out", str(tmp_path / "p.txt")],
+    ):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and result.output.startswith("error: "), (args, result.output)
 
@@ -289,8 +321,9 @@ def test_render_cheetah_named_camera_and_no_top_down(egl, tmp_path):
     spec["train"].update(warmup_steps=20)
     execute(validate(spec), tmp_path / "cheetah")
     out = tmp_path / "cheetah.gif"
-    result = hindsight("render", str(tmp_path / "cheetah"), "--tasks", "2", "--max-steps", "4", "--out", str(out),
-                       "--size", "64x48")
+    result = hindsight(
+        "render", str(tmp_path / "cheetah"), "--tasks", "2", "--max-steps", "4", "--out", str(out), "--size", "64x48"
+    )
     assert result.returncode == 0, result.stderr
     frames = gif_frames(out)
     assert len(frames) == 2 * 5 and frames[0].shape == (48, 64, 3)
@@ -318,8 +351,8 @@ def test_population_member_directories(tmp_path):
     assert run.checkpoint == tmp_path / "pop" / "checkpoint.pt" and run.agent.members == 2
     tasks = pick_tasks(run, 2)
     own = [episode.ret for episode in rollout(run, tasks)]
-    assert own == [episode.ret for episode in rollout(run, tasks)]                  # deterministic
-    assert own != [episode.ret for episode in rollout(attrs.evolve(run, member=0), tasks)]   # member 1's policy
+    assert own == [episode.ret for episode in rollout(run, tasks)]  # deterministic
+    assert own != [episode.ret for episode in rollout(attrs.evolve(run, member=0), tasks)]  # member 1's policy
 
 
 def test_study_member_directories(tmp_path):
@@ -331,7 +364,7 @@ def test_study_member_directories(tmp_path):
     execute(validate(spec), tmp_path / "populations" / "job", members=members)
     for member in members:
         RunDir(member).point_to_population(RunDir(tmp_path / "populations" / "job"), [3, 5])
-    for index, (member, seed) in enumerate(zip(members, (3, 5))):
+    for index, (member, seed) in enumerate(zip(members, (3, 5), strict=True)):
         run = load_run(member)
         assert (run.seed, run.member, run.state["seed"]) == (seed, index, seed)
         assert run.checkpoint == tmp_path / "populations" / "job" / "checkpoint.pt"

@@ -33,11 +33,22 @@ def make_agent(members: int = 1, **overrides) -> SAC:
 def make_batch(seed: int = 0, device: str = "cpu", n: int = N) -> TransitionBatch:
     g = torch.Generator().manual_seed(seed)
     rand = lambda *shape: torch.randn(*shape, generator=g)  # noqa: E731
-    batch = TransitionBatch(obs=rand(n, O), actions=torch.rand(n, A, generator=g) * 1.8 - 0.9,
-                            next_obs=rand(n, O), features=rand(n, 2), tasks=rand(n, Z), rewards=rand(n),
-                            terminated=(torch.rand(n, generator=g) < 0.3).float(), truncated=torch.zeros(n))
-    return TransitionBatch(**{k: getattr(batch, k).to(device) for k in
-                              ("obs", "actions", "next_obs", "features", "tasks", "rewards", "terminated", "truncated")})
+    batch = TransitionBatch(
+        obs=rand(n, O),
+        actions=torch.rand(n, A, generator=g) * 1.8 - 0.9,
+        next_obs=rand(n, O),
+        features=rand(n, 2),
+        tasks=rand(n, Z),
+        rewards=rand(n),
+        terminated=(torch.rand(n, generator=g) < 0.3).float(),
+        truncated=torch.zeros(n),
+    )
+    return TransitionBatch(
+        **{
+            k: getattr(batch, k).to(device)
+            for k in ("obs", "actions", "next_obs", "features", "tasks", "rewards", "terminated", "truncated")
+        }
+    )
 
 
 def test_stacked_mlp_equals_separate_linear_layers():
@@ -47,7 +58,7 @@ def test_stacked_mlp_equals_separate_linear_layers():
     assert out.shape == (3, 4, 2)
     for m in range(3):
         layers = []
-        for i, (w, b) in enumerate(zip(net.weights, net.biases)):
+        for i, (w, b) in enumerate(zip(net.weights, net.biases, strict=True)):
             linear = nn.Linear(w.shape[1], w.shape[2])
             with torch.no_grad():
                 linear.weight.copy_(w[m].T)
@@ -67,7 +78,7 @@ def test_bfloat16_hidden_products_stay_close_to_float32():
     assert torch.equal(narrow(few), exact(few))  # too few rows to pay for the casts: float32
     torch.testing.assert_close(out_narrow, out_exact, rtol=0.05, atol=0.02)
     grads = [torch.autograd.grad(net(x).square().sum(), list(net.parameters())) for net in (exact, narrow)]
-    for g_exact, g_narrow in zip(*grads):
+    for g_exact, g_narrow in zip(*grads, strict=True):
         assert g_narrow.dtype == torch.float32
         assert torch.linalg.norm(g_narrow - g_exact) <= 0.05 * torch.linalg.norm(g_exact)
 
@@ -85,8 +96,8 @@ def test_bfloat16_agent_updates_float32_weights_like_the_float32_agent():
     torch.testing.assert_close(m_narrow["critic_loss"], m_exact["critic_loss"], rtol=0.05, atol=0.01)
     # the policy moved the same way: Adam turns tiny gradient differences into lr-sized steps, so compare
     # the whole move, not single entries
-    moved_exact = torch.cat([(p - p0).flatten() for p, p0 in zip(exact.policy.parameters(), initial)])
-    moved_narrow = torch.cat([(p - p0).flatten() for p, p0 in zip(narrow.policy.parameters(), initial)])
+    moved_exact = torch.cat([(p - p0).flatten() for p, p0 in zip(exact.policy.parameters(), initial, strict=True)])
+    moved_narrow = torch.cat([(p - p0).flatten() for p, p0 in zip(narrow.policy.parameters(), initial, strict=True)])
     assert torch.linalg.norm(moved_narrow - moved_exact) <= 0.2 * torch.linalg.norm(moved_exact)
 
 
@@ -107,8 +118,9 @@ def test_act_members_draws_what_each_member_draws_alone():
     together = agent.act_members(obs, tasks, [torch.Generator().manual_seed(10 + p) for p in range(3)])
     assert together.shape == (3, 5, A)
     for p in range(3):
-        alone = agent.act(obs[p], tasks[p], deterministic=False, generator=torch.Generator().manual_seed(10 + p),
-                          member=p)
+        alone = agent.act(
+            obs[p], tasks[p], deterministic=False, generator=torch.Generator().manual_seed(10 + p), member=p
+        )
         torch.testing.assert_close(together[p], alone)
 
 
@@ -128,17 +140,17 @@ def test_fused_adam_matches_torch_adam():
     mine = [p.clone() for p in params]
     theirs = [p.clone().requires_grad_() for p in params]
     opt, reference = FusedAdam(mine, lr=3e-2), torch.optim.Adam(theirs, lr=3e-2, foreach=False)
-    for step in range(5):
+    for _ in range(5):
         grads = [torch.randn_like(p) for p in params]
         opt.step(grads)
-        for p, g in zip(theirs, grads):
+        for p, g in zip(theirs, grads, strict=True):
             p.grad = g.clone()
         reference.step()
-    for a, b in zip(mine, theirs):
+    for a, b in zip(mine, theirs, strict=True):
         torch.testing.assert_close(a, b.detach())
     restored = FusedAdam([p.clone() for p in mine], lr=3e-2)
     restored.load_state_dict(opt.state_dict())
-    assert all(torch.equal(a, b) for a, b in zip(restored.steps, opt.steps))
+    assert all(torch.equal(a, b) for a, b in zip(restored.steps, opt.steps, strict=True))
 
 
 def reference_update(agent: SAC, batch: TransitionBatch, noise: torch.Tensor) -> dict[str, nn.Module]:
@@ -162,8 +174,9 @@ def reference_update(agent: SAC, batch: TransitionBatch, noise: torch.Tensor) ->
 
     with torch.no_grad():
         a2, logp2 = sample(batch.next_obs, noise[0])
-        y = batch.rewards + agent.gamma * (1 - batch.terminated) * (qs(target, batch.next_obs, a2).min(0).values
-                                                                   - alpha * logp2)
+        y = batch.rewards + agent.gamma * (1 - batch.terminated) * (
+            qs(target, batch.next_obs, a2).min(0).values - alpha * logp2
+        )
     q = qs(critic, batch.obs, batch.actions)
     q_loss = ((q[0] - y) ** 2).mean() + ((q[1] - y) ** 2).mean()
     q_opt.zero_grad()
@@ -179,10 +192,16 @@ def reference_update(agent: SAC, batch: TransitionBatch, noise: torch.Tensor) ->
     alpha_loss.backward()
     a_opt.step()
     with torch.no_grad():
-        for t, c in zip(target.parameters(), critic.parameters()):
+        for t, c in zip(target.parameters(), critic.parameters(), strict=True):
             t.mul_(1 - agent.params.tau).add_(agent.params.tau * c)
-    return {"policy": policy, "critic": critic, "target": target, "log_alpha": log_alpha,
-            "q_loss": q_loss, "pi_loss": pi_loss}
+    return {
+        "policy": policy,
+        "critic": critic,
+        "target": target,
+        "log_alpha": log_alpha,
+        "q_loss": q_loss,
+        "pi_loss": pi_loss,
+    }
 
 
 def test_update_matches_plain_sac_step():
@@ -196,7 +215,7 @@ def test_update_matches_plain_sac_step():
         opt.load_state_dict({k: [torch.zeros_like(t) for t in v] for k, v in opt.state_dict().items()})
     metrics = agent.update(batch, torch.Generator().manual_seed(3))
     for name, net in (("policy", agent.policy), ("critic", agent.critic), ("target", agent.critic_target)):
-        for mine, theirs in zip(net.parameters(), ref[name].parameters()):
+        for mine, theirs in zip(net.parameters(), ref[name].parameters(), strict=True):
             torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6, msg=name)
     torch.testing.assert_close(agent.log_alpha.detach(), ref["log_alpha"].detach())
     torch.testing.assert_close(metrics["critic_loss"], ref["q_loss"].detach())
@@ -209,7 +228,7 @@ def test_updates_are_deterministic_and_checkpoints_resume_exactly():
     for step in range(3):
         first.update(make_batch(step), g1)
         second.update(make_batch(step), g2)
-    for a, b in zip(first.state_dict()["critic"].values(), second.state_dict()["critic"].values()):
+    for a, b in zip(first.state_dict()["critic"].values(), second.state_dict()["critic"].values(), strict=True):
         assert torch.equal(a, b)
     resumed = make_agent()
     resumed.load_state_dict(first.state_dict())
@@ -218,7 +237,7 @@ def test_updates_are_deterministic_and_checkpoints_resume_exactly():
     first.update(make_batch(5), g1)
     resumed.update(make_batch(5), g3)
     for key in ("policy", "critic", "critic_target"):
-        for a, b in zip(first.state_dict()[key].values(), resumed.state_dict()[key].values()):
+        for a, b in zip(first.state_dict()[key].values(), resumed.state_dict()[key].values(), strict=True):
             assert torch.equal(a, b)
     assert torch.equal(first.log_alpha, resumed.log_alpha)
 
@@ -263,7 +282,7 @@ def test_compiled_update_matches_eager():
         m1 = eager.update(make_batch(step), torch.Generator().manual_seed(step))
         m2 = compiled.update(make_batch(step), torch.Generator().manual_seed(step))
     torch.testing.assert_close(m1["critic_loss"], m2["critic_loss"], rtol=1e-4, atol=1e-5)
-    for a, b in zip(eager.critic.parameters(), compiled.critic.parameters()):
+    for a, b in zip(eager.critic.parameters(), compiled.critic.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 

@@ -30,19 +30,22 @@ def test_valid_spec_resolves_defaults(tiny_spec):
     assert validate(resolved).to_dict() == resolved  # the resolved spec is itself a valid spec
 
 
-@pytest.mark.parametrize("override, expected", [
-    ("train.epochs=0", "train.epochs: Input should be greater than or equal to 1 (got 0)"),
-    ("train.epochs=many", "train.epochs: Input should be a valid integer"),
-    ("agent.lr=-1.0", "agent.lr: Input should be greater than 0 (got -1.0)"),
-    ("agent.hidden=[]", "agent.hidden: List should have at least 1 item"),
-    ("buffer.capacity=0", "buffer.capacity: Input should be greater than or equal to 1"),
-    ("agent.gamma=.nan", "agent.gamma: must be a finite number"),
-    ("agent.colour=red", "agent.colour: unknown field"),
-    ("relabeler.kind=nonee", "relabeler.kind: unknown relabeler 'nonee'; did you mean 'none'?"),
-    ("env.kind=point_reacherr", "env.kind: unknown env 'point_reacherr'; did you mean 'point_reacher'"),
-    ("logging.wandb.mode=sometimes", "logging.wandb.mode: Input should be 'offline', 'online' or 'disabled'"),
-    ("seed=-3", "seed: Input should be greater than or equal to 0"),
-])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("train.epochs=0", "train.epochs: Input should be greater than or equal to 1 (got 0)"),
+        ("train.epochs=many", "train.epochs: Input should be a valid integer"),
+        ("agent.lr=-1.0", "agent.lr: Input should be greater than 0 (got -1.0)"),
+        ("agent.hidden=[]", "agent.hidden: List should have at least 1 item"),
+        ("buffer.capacity=0", "buffer.capacity: Input should be greater than or equal to 1"),
+        ("agent.gamma=.nan", "agent.gamma: must be a finite number"),
+        ("agent.colour=red", "agent.colour: unknown field"),
+        ("relabeler.kind=nonee", "relabeler.kind: unknown relabeler 'nonee'; did you mean 'none'?"),
+        ("env.kind=point_reacherr", "env.kind: unknown env 'point_reacherr'; did you mean 'point_reacher'"),
+        ("logging.wandb.mode=sometimes", "logging.wandb.mode: Input should be 'offline', 'online' or 'disabled'"),
+        ("seed=-3", "seed: Input should be greater than or equal to 0"),
+    ],
+)
 def test_bad_field_names_its_path(tmp_path, tiny_spec, override, expected):
     apply_overrides(tiny_spec, [override])
     with pytest.raises(SpecError) as info:
@@ -77,6 +80,7 @@ def test_reward_must_read_the_env_features(tiny_spec, monkeypatch):
 
     class OtherFeatures(PointReacherReward):
         """Reads features no env records."""
+
         env_features = "something_else"
 
     REGISTRY.register("reward", "test_other_features", OtherFeatures)

@@ -12,36 +12,45 @@ import yaml
 from typer.testing import CliRunner
 
 from hindsight.cli import app
-from hindsight.specs import SpecError
 from hindsight.rundir import RunDir
+from hindsight.specs import SpecError
 from hindsight.studies import runner
 from hindsight.studies.report import bootstrap, write_report
 from hindsight.studies.spec import expand, load_study
 
-TINY = {"env": "point_reacher", "relabeler": "none",
-        "agent": {"kind": "sac", "hidden": [16], "batch_size": 16},
-        "buffer": {"kind": "replay", "capacity": 500},
-        "train": {"epochs": 2, "loops_per_epoch": 1, "updates_per_loop": 2, "warmup_steps": 20},
-        "eval": {"episodes": 2}, "logging": {"wandb": {"mode": "disabled"}, "progress": False}}
+TINY = {
+    "env": "point_reacher",
+    "relabeler": "none",
+    "agent": {"kind": "sac", "hidden": [16], "batch_size": 16},
+    "buffer": {"kind": "replay", "capacity": 500},
+    "train": {"epochs": 2, "loops_per_epoch": 1, "updates_per_loop": 2, "warmup_steps": 20},
+    "eval": {"episodes": 2},
+    "logging": {"wandb": {"mode": "disabled"}, "progress": False},
+}
 GRID = {"relabeler.kind": ["none", "random"], "seed": [0, 1]}
 
 
 def write_study(tmp_path: Path, grid=None, base=None, name="tiny") -> Path:
     path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump({"name": name, "base": base or TINY, "grid": GRID if grid is None else grid},
-                                   sort_keys=False))
+    path.write_text(
+        yaml.safe_dump({"name": name, "base": base or TINY, "grid": GRID if grid is None else grid}, sort_keys=False)
+    )
     return path
 
 
 # ----- study specs -----
 def test_expand_grid_names_groups_and_tags(tmp_path):
     runs = expand(load_study(write_study(tmp_path)))
-    assert [r.id for r in runs] == ["relabeler.kind=none,seed=0", "relabeler.kind=none,seed=1",
-                                    "relabeler.kind=random,seed=0", "relabeler.kind=random,seed=1"]
+    assert [r.id for r in runs] == [
+        "relabeler.kind=none,seed=0",
+        "relabeler.kind=none,seed=1",
+        "relabeler.kind=random,seed=0",
+        "relabeler.kind=random,seed=1",
+    ]
     assert [r.method for r in runs] == ["none", "none", "random", "random"]
     assert {r.family for r in runs} == {"point_reacher"}
     assert [r.seed for r in runs] == [0, 1, 0, 1]
-    assert runs[0].group == runs[1].group != runs[2].group == runs[3].group   # hash ignores only the seed
+    assert runs[0].group == runs[1].group != runs[2].group == runs[3].group  # hash ignores only the seed
     assert runs[0].group.startswith("tiny-")
     wandb = runs[2].spec.run.logging.wandb
     assert wandb.group == runs[2].group and wandb.tags == ["random", "study:tiny"] and wandb.mode == "disabled"
@@ -55,27 +64,35 @@ def test_base_file_relative_to_study_and_overrides(tmp_path):
     path = write_study(tmp_path / "specs", base="base.yaml")
     study = load_study(path, ["train.epochs=3", "grid.seed=[5]", "grid.agent.lr=0.01"])
     runs = expand(study)
-    assert [r.id for r in runs] == ["relabeler.kind=none,seed=5,agent.lr=0.01", "relabeler.kind=random,seed=5,agent.lr=0.01"]
+    assert [r.id for r in runs] == [
+        "relabeler.kind=none,seed=5,agent.lr=0.01",
+        "relabeler.kind=random,seed=5,agent.lr=0.01",
+    ]
     assert [r.method for r in runs] == ["relabeler.kind=none, agent.lr=0.01", "relabeler.kind=random, agent.lr=0.01"]
     assert all(r.spec.run.train.epochs == 3 and r.spec.params["agent"].lr == 0.01 for r in runs)
 
 
 def test_mapping_grid_values_get_safe_unique_ids(tmp_path):
-    runs = expand(load_study(write_study(tmp_path, grid={"relabeler": ["none", {"kind": "advantage", "candidates": 4}]})))
+    runs = expand(
+        load_study(write_study(tmp_path, grid={"relabeler": ["none", {"kind": "advantage", "candidates": 4}]}))
+    )
     assert runs[0].id == "relabeler=none" and runs[0].method == "none"
     assert runs[1].id.startswith("relabeler=kind-advantage") and "/" not in runs[1].id and " " not in runs[1].id
     assert runs[1].method == "{kind: advantage, candidates: 4}"
     assert runs[1].spec.params["relabeler"].candidates == 4
 
 
-@pytest.mark.parametrize("grid, message", [
-    ({"relabeler.kind": ["none", "bogus"]}, "relabeler.kind=bogus: relabeler.kind: unknown relabeler 'bogus'"),
-    ({"agent.lrr": [0.1]}, "agent.lrr=0.1: agent.lrr: unknown field"),
-    ({"agent.lr": [0.1, -1]}, "agent.lr=-1: agent.lr: Input should be greater than 0"),
-    ({"seed": []}, "grid.seed: must list at least one value"),
-    ({"seed": [1, 1]}, "grid.seed: duplicate values"),
-    ({"seed": 3}, "grid.seed: Input should be a valid list"),
-])
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        ({"relabeler.kind": ["none", "bogus"]}, "relabeler.kind=bogus: relabeler.kind: unknown relabeler 'bogus'"),
+        ({"agent.lrr": [0.1]}, "agent.lrr=0.1: agent.lrr: unknown field"),
+        ({"agent.lr": [0.1, -1]}, "agent.lr=-1: agent.lr: Input should be greater than 0"),
+        ({"seed": []}, "grid.seed: must list at least one value"),
+        ({"seed": [1, 1]}, "grid.seed: duplicate values"),
+        ({"seed": 3}, "grid.seed: Input should be a valid list"),
+    ],
+)
 def test_invalid_grids_name_the_path(tmp_path, grid, message):
     with pytest.raises(SpecError) as info:
         expand(load_study(write_study(tmp_path, grid=grid)))
@@ -110,8 +127,12 @@ def fake_finished_run(spec: dict, run_dir: Path, epochs: int | None = None) -> N
     slope = 1.0 if spec["relabeler"]["kind"] == "none" else 2.0
     with (run_dir / "metrics.jsonl").open("w") as f:
         for epoch in range(1, (epochs or spec["train"]["epochs"]) + 1):
-            f.write(json.dumps({"epoch": epoch, "env_steps": 100 * epoch,
-                                "eval/return_mean": slope * epoch + 0.1 * spec["seed"]}) + "\n")
+            f.write(
+                json.dumps(
+                    {"epoch": epoch, "env_steps": 100 * epoch, "eval/return_mean": slope * epoch + 0.1 * spec["seed"]}
+                )
+                + "\n"
+            )
     (run_dir / "checkpoint.pt").write_bytes(b"fake")
 
 
@@ -127,10 +148,10 @@ class FakeBackend:
             return {"crash": True, "polls": 0}
         if members is None:
             fake_finished_run(spec, run_dir)
-        else:   # a population: its checkpoint in run_dir, each member's files in its own run directory
+        else:  # a population: its checkpoint in run_dir, each member's files in its own run directory
             run_dir.mkdir(parents=True)
             (run_dir / "checkpoint.pt").write_bytes(b"fake")
-            for seed, member in zip(spec["seeds"], members):
+            for seed, member in zip(spec["seeds"], members, strict=True):
                 fake_finished_run({**spec, "seed": seed, "seeds": None}, member)
                 (member / "checkpoint.pt").unlink()
                 (member / "population.json").write_text(json.dumps({"population": f"../../populations/{run_dir.name}"}))
@@ -158,8 +179,12 @@ def test_scheduler_records_failures_and_skips_finished_runs(tmp_path, monkeypatc
     statuses = runner.run_study(study, runs, out, workers=3, poll_s=0, report_s=0)
     lines = capsys.readouterr().err.splitlines()
     assert "running  relabeler.kind=none,seed=0,agent.lr=0.003  epoch 2/2  steps 200  eval return 2.000" in lines[3]
-    assert backend.started[:4] == ["relabeler.kind=none,seed=0,agent.lr=0.003", "relabeler.kind=none,seed=0,agent.lr=0.5",
-                                   "relabeler.kind=random,seed=0,agent.lr=0.003", "relabeler.kind=random,seed=0,agent.lr=0.5"]
+    assert backend.started[:4] == [
+        "relabeler.kind=none,seed=0,agent.lr=0.003",
+        "relabeler.kind=none,seed=0,agent.lr=0.5",
+        "relabeler.kind=random,seed=0,agent.lr=0.003",
+        "relabeler.kind=random,seed=0,agent.lr=0.5",
+    ]
     states = {s.run.id: s.state for s in statuses}
     assert len(backend.started) == 8
     assert sorted(states.values()) == ["done"] * 4 + ["failed"] * 4
@@ -186,10 +211,15 @@ def test_scheduler_packs_seeds_into_populations(tmp_path, monkeypatch):
     out = tmp_path / "out"
     statuses = runner.run_study(study, runs, out, workers=2, poll_s=0, population=2)
     assert backend.started == [
-        "relabeler.kind=none,agent.lr=0.003,seed=0+1", "relabeler.kind=none,agent.lr=0.5,seed=0+1",
-        "relabeler.kind=random,agent.lr=0.003,seed=0+1", "relabeler.kind=random,agent.lr=0.5,seed=0+1",
-        "relabeler.kind=none,seed=2,agent.lr=0.003", "relabeler.kind=none,seed=2,agent.lr=0.5",
-        "relabeler.kind=random,seed=2,agent.lr=0.003", "relabeler.kind=random,seed=2,agent.lr=0.5"]
+        "relabeler.kind=none,agent.lr=0.003,seed=0+1",
+        "relabeler.kind=none,agent.lr=0.5,seed=0+1",
+        "relabeler.kind=random,agent.lr=0.003,seed=0+1",
+        "relabeler.kind=random,agent.lr=0.5,seed=0+1",
+        "relabeler.kind=none,seed=2,agent.lr=0.003",
+        "relabeler.kind=none,seed=2,agent.lr=0.5",
+        "relabeler.kind=random,seed=2,agent.lr=0.003",
+        "relabeler.kind=random,seed=2,agent.lr=0.5",
+    ]
     status = {r["id"]: r for r in json.loads((out / "status.json").read_text())["runs"]}
     assert [r["state"] for r in status.values()].count("done") == 6
     # a crashed population fails each of its members with the crash
@@ -202,8 +232,12 @@ def test_scheduler_packs_seeds_into_populations(tmp_path, monkeypatch):
     backend.started.clear()
     statuses = runner.run_study(study, runs, out, workers=2, poll_s=0, population=2)
     assert sum(s.state == "skipped" for s in statuses) == 6
-    assert backend.started == ["relabeler.kind=none,agent.lr=0.5,seed=0+1", "relabeler.kind=random,agent.lr=0.5,seed=0+1",
-                               "relabeler.kind=none,seed=2,agent.lr=0.5", "relabeler.kind=random,seed=2,agent.lr=0.5"]
+    assert backend.started == [
+        "relabeler.kind=none,agent.lr=0.5,seed=0+1",
+        "relabeler.kind=random,agent.lr=0.5,seed=0+1",
+        "relabeler.kind=none,seed=2,agent.lr=0.5",
+        "relabeler.kind=random,seed=2,agent.lr=0.5",
+    ]
 
 
 def test_changed_or_partial_runs_are_not_finished(tmp_path):
@@ -212,16 +246,18 @@ def test_changed_or_partial_runs_are_not_finished(tmp_path):
     fake_finished_run(spec, run_dir)
     assert runner.is_finished(run_dir, spec)
     assert runner.unfinished_reason(run_dir, {**spec, "train": {**spec["train"], "epochs": 3}}) == (
-        "stopped after epoch 2 of 3")
+        "stopped after epoch 2 of 3"
+    )
     assert runner.unfinished_reason(run_dir, {**spec, "agent": {**spec["agent"], "lr": 0.1}}) == (
-        "its spec.yaml differs from the study's spec at agent.lr")
+        "its spec.yaml differs from the study's spec at agent.lr"
+    )
     # a worker running a newer hindsight may add defaulted parameters: still the same run
     fake_finished_run({**spec, "agent": {**spec["agent"], "new_param": 1}}, run_dir)
     assert runner.is_finished(run_dir, spec)
     fake_finished_run(spec, run_dir, epochs=1)
     assert not runner.is_finished(run_dir, spec)
     with (run_dir / "metrics.jsonl").open("a") as f:
-        f.write('{"epoch": 2, "env_st')   # torn last line of a killed run
+        f.write('{"epoch": 2, "env_st')  # torn last line of a killed run
     assert len(RunDir(run_dir).read_metrics()) == 1
 
 
@@ -239,15 +275,16 @@ def test_the_workers_thread_budget_is_the_runs_runtime_threads(tmp_path):
     before = torch.get_num_threads()
     try:
         assert runner.train_run(run.spec.to_dict(), str(tmp_path / "run"), threads=2) is None
-        assert torch.get_num_threads() == 2   # the agent no longer resets it to its own default
+        assert torch.get_num_threads() == 2  # the agent no longer resets it to its own default
     finally:
         torch.set_num_threads(before)
     assert RunDir(tmp_path / "run").read_spec()["runtime"]["threads"] == 2
-    assert runner.is_finished(tmp_path / "run", run.spec.to_dict())   # runtime is not part of its identity
+    assert runner.is_finished(tmp_path / "run", run.spec.to_dict())  # runtime is not part of its identity
 
 
 def test_train_run_resumes_or_restarts(tmp_path):
     """Raising train.epochs continues from the checkpoint; changing anything else starts over."""
+
     def spec(*overrides):
         return expand(load_study(write_study(tmp_path, grid={"seed": [0]}), list(overrides)))[0].spec.to_dict()
 
@@ -265,6 +302,7 @@ def test_train_run_resumes_or_restarts(tmp_path):
 
 def test_train_run_population_resumes_into_member_dirs(tmp_path):
     """A population job writes each member's run directory and continues from its checkpoint."""
+
     def plan(*overrides):
         study = load_study(write_study(tmp_path, grid={"seed": [0, 1]}), list(overrides))
         statuses = [runner.RunStatus(run) for run in expand(study)]
@@ -279,7 +317,7 @@ def test_train_run_population_resumes_into_member_dirs(tmp_path):
     job, runs = plan("train.epochs=2")
     assert not runner.is_finished(job.members[0], runs[0].spec.to_dict())
     assert runner.train_run(job.spec, str(job.directory), 1, members) is None
-    for run, member in zip(runs, job.members):
+    for run, member in zip(runs, job.members, strict=True):
         rows = RunDir(member).read_metrics()
         assert [r["epoch"] for r in rows] == [1, 2]
         assert yaml.safe_load((member / "spec.yaml").read_text())["seed"] == run.seed
@@ -349,7 +387,7 @@ def test_local_study_end_to_end(tmp_path):
     path = write_study(tmp_path)
     out = tmp_path / "out"
     blocked = out / "runs" / "relabeler.kind=random,seed=1"
-    (blocked / "metrics.jsonl").mkdir(parents=True)   # training cannot write its metrics: fails in the worker
+    (blocked / "metrics.jsonl").mkdir(parents=True)  # training cannot write its metrics: fails in the worker
     cli = CliRunner()
     first = cli.invoke(app, ["study", str(path), "--out", str(out), "--workers", "2"])
     assert first.exit_code == 1, first.output
@@ -377,7 +415,7 @@ def test_local_study_in_populations(tmp_path):
     path = write_study(tmp_path)
     out = tmp_path / "out"
     blocked = out / "runs" / "relabeler.kind=random,seed=1"
-    (blocked / "metrics.jsonl").mkdir(parents=True)   # the second population cannot write a member's metrics
+    (blocked / "metrics.jsonl").mkdir(parents=True)  # the second population cannot write a member's metrics
     cli = CliRunner()
     first = cli.invoke(app, ["study", str(path), "--out", str(out), "--population", "2"])
     assert first.exit_code == 1, first.output
@@ -386,7 +424,10 @@ def test_local_study_in_populations(tmp_path):
     assert all("IsADirectoryError" in r["error"] for r in status.values() if r["state"] == "failed")
     assert (out / "runs" / "relabeler.kind=random,seed=0" / "error.txt").is_file()
     assert all(r["env_steps"] == 60 and r["eval_return"] is not None for r in status.values() if r["state"] == "done")
-    assert {r["population"] for r in status.values()} == {"relabeler.kind=none,seed=0+1", "relabeler.kind=random,seed=0+1"}
+    assert {r["population"] for r in status.values()} == {
+        "relabeler.kind=none,seed=0+1",
+        "relabeler.kind=random,seed=0+1",
+    }
     for seed in (0, 1):
         run_dir = out / "runs" / f"relabeler.kind=none,seed={seed}"
         assert {p.name for p in run_dir.iterdir()} == {"spec.yaml", "metrics.jsonl", "population.json"}

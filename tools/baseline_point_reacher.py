@@ -41,32 +41,47 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--out", type=Path, default=Path("runs/baseline"))
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
-                        help="spec override, repeatable")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE", help="spec override, repeatable"
+    )
     args = parser.parse_args()
     spec_path = env_asset("point_reacher", "none.yaml")
     finals, last_fives, speeds = [], [], []
     for seed in args.seeds:
-        spec = load_spec(spec_path, [f"seed={seed}", f"train.epochs={args.epochs}", "logging.wandb.mode=disabled",
-                                     "logging.progress=false", *args.overrides])
+        spec = load_spec(
+            spec_path,
+            [
+                f"seed={seed}",
+                f"train.epochs={args.epochs}",
+                "logging.wandb.mode=disabled",
+                "logging.progress=false",
+                *args.overrides,
+            ],
+        )
         run_dir = args.out / f"seed{seed}"
         rows = execute(spec, run_dir, resume=True) or []
         if not rows:  # already finished earlier: read its metrics
             import json
+
             rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         last = rows[-1]
         finals.append(last["eval/return_mean"])
         evaluations = [r["eval/return_mean"] for r in rows if r["eval/return_mean"] is not None]
         last_fives.append(statistics.mean(evaluations[-5:]))
         speeds.append(statistics.median(r["train/steps_per_s"] for r in rows))
-        print(f"seed {seed}: eval return {last['eval/return_mean']:.3f} after {last['env_steps']} env steps "
-              f"(last five evaluations {last_fives[-1]:.3f}), "
-              f"median {speeds[-1]:.1f} env steps/s ({statistics.median(r['train/updates_per_s'] for r in rows):.0f} updates/s)")
+        print(
+            f"seed {seed}: eval return {last['eval/return_mean']:.3f} after {last['env_steps']} env steps "
+            f"(last five evaluations {last_fives[-1]:.3f}), "
+            f"median {speeds[-1]:.1f} env steps/s "
+            f"({statistics.median(r['train/updates_per_s'] for r in rows):.0f} updates/s)"
+        )
     spec = load_spec(spec_path, ["logging.wandb.mode=disabled"])
     random_return = random_policy_return(spec, episodes=200)
-    print(f"SAC (none), {len(args.seeds)} seeds: mean final eval return {statistics.mean(finals):.3f} "
-          f"(min {min(finals):.3f}, max {max(finals):.3f}); mean of the last five evaluations "
-          f"{statistics.mean(last_fives):.3f}")
+    print(
+        f"SAC (none), {len(args.seeds)} seeds: mean final eval return {statistics.mean(finals):.3f} "
+        f"(min {min(finals):.3f}, max {max(finals):.3f}); mean of the last five evaluations "
+        f"{statistics.mean(last_fives):.3f}"
+    )
     print(f"uniform random policy, 200 episodes: mean return {random_return:.3f}")
     print(f"training speed: median {statistics.median(speeds):.1f} env steps/s")
 

@@ -120,8 +120,15 @@ def bench(name: str, seconds: float, repeats: int) -> dict:
         ours.append(steps_per_second(env.step, reset, action_dim, seconds, lambda timestep: timestep.last()))
         theirs.append(steps_per_second(raw_step, raw_reset, raw_dim, seconds, raw_last))
     ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
-    return {"family": name, "substeps": env._n_sub_steps, "steps_per_s": ours_median, "raw": raw_name,
-            "raw_substeps": raw_substeps, "raw_steps_per_s": theirs_median, "ratio": ours_median / theirs_median}
+    return {
+        "family": name,
+        "substeps": env._n_sub_steps,
+        "steps_per_s": ours_median,
+        "raw": raw_name,
+        "raw_substeps": raw_substeps,
+        "raw_steps_per_s": theirs_median,
+        "ratio": ours_median / theirs_median,
+    }
 
 
 def main() -> None:
@@ -135,8 +142,11 @@ def main() -> None:
     print(f"{'family':<20} {'sub':>3} {'steps/s':>9}   {'raw counterpart':<30} {'sub':>3} {'steps/s':>9} {'ratio':>6}")
     for name in names:
         row = bench(name, args.seconds, args.repeats)
-        print(f"{row['family']:<20} {row['substeps']:>3} {row['steps_per_s']:>9.0f}   {row['raw']:<30} "
-              f"{row['raw_substeps']:>3} {row['raw_steps_per_s']:>9.0f} {row['ratio']:>6.2f}", flush=True)
+        print(
+            f"{row['family']:<20} {row['substeps']:>3} {row['steps_per_s']:>9.0f}   {row['raw']:<30} "
+            f"{row['raw_substeps']:>3} {row['raw_steps_per_s']:>9.0f} {row['ratio']:>6.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -29,16 +29,23 @@ from hindsight.specs import validate  # noqa: E402
 from hindsight.train.trainer import Trainer  # noqa: E402
 
 
-def synthetic(n: int, horizon: int, sizes: Sizes, tasks: TaskDistribution,
-              generator: torch.Generator) -> TrajectoryBatch:
+def synthetic(
+    n: int, horizon: int, sizes: Sizes, tasks: TaskDistribution, generator: torch.Generator
+) -> TrajectoryBatch:
     """n trajectories of the run's sizes, with uniform random entries in [-1, 1] and tasks drawn from ``tasks``."""
+
     def uniform(*shape):
         return torch.rand(*shape, generator=generator) * 2 - 1
+
     return TrajectoryBatch(
-        obs=uniform(n, horizon + 1, sizes.obs_dim), actions=uniform(n, horizon, sizes.action_dim),
-        features=uniform(n, horizon, sizes.feature_dim), rewards=torch.zeros(n, horizon),
+        obs=uniform(n, horizon + 1, sizes.obs_dim),
+        actions=uniform(n, horizon, sizes.action_dim),
+        features=uniform(n, horizon, sizes.feature_dim),
+        rewards=torch.zeros(n, horizon),
         tasks=tasks.sample(n, generator),
-        lengths=torch.full((n,), horizon), terminated=torch.zeros(n, dtype=torch.bool))
+        lengths=torch.full((n,), horizon),
+        terminated=torch.zeros(n, dtype=torch.bool),
+    )
 
 
 def spec_for(method: str, horizon: int, args) -> dict:
@@ -48,13 +55,25 @@ def spec_for(method: str, horizon: int, args) -> dict:
     if method == "air":
         relabeler["cache"] = args.cache
     return {
-        "seed": 0, "env": {"kind": args.env, "horizon": horizon}, "relabeler": relabeler,
-        "agent": {"kind": "sac", "hidden": [300, 300, 300] if short else [256, 256], "batch_size": 256,
-                  "gamma": 0.97 if short else 0.99},
+        "seed": 0,
+        "env": {"kind": args.env, "horizon": horizon},
+        "relabeler": relabeler,
+        "agent": {
+            "kind": "sac",
+            "hidden": [300, 300, 300] if short else [256, 256],
+            "batch_size": 256,
+            "gamma": 0.97 if short else 0.99,
+        },
         "buffer": {"kind": "replay", "capacity": 1_000_000},
-        "train": {"epochs": 1, "loops_per_epoch": 1, "episodes_per_loop": 1, "updates_per_loop": 100,
-                  "warmup_steps": max(horizon, 256)},
-        "eval": {"episodes": 1}, "logging": {"wandb": {"mode": "disabled"}, "progress": False},
+        "train": {
+            "epochs": 1,
+            "loops_per_epoch": 1,
+            "episodes_per_loop": 1,
+            "updates_per_loop": 100,
+            "warmup_steps": max(horizon, 256),
+        },
+        "eval": {"episodes": 1},
+        "logging": {"wandb": {"mode": "disabled"}, "progress": False},
         "runtime": {"device": args.device},
     }
 
@@ -93,8 +112,11 @@ def bench(method: str, horizon: int, args) -> dict[str, float]:
         total = time.perf_counter() - start
         shares.append(relabeler.diagnostics()["relabel/seconds"] / total)
         iterations.append(total)
-    return {"call_ms": 1e3 * statistics.median(calls), "iteration_s": statistics.mean(iterations),
-            "share": statistics.mean(shares)}
+    return {
+        "call_ms": 1e3 * statistics.median(calls),
+        "iteration_s": statistics.mean(iterations),
+        "share": statistics.mean(shares),
+    }
 
 
 def main() -> None:
@@ -109,14 +131,18 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="runtime.device of the runs")
     args = parser.parse_args()
 
-    print(f"{args.env}: K={args.candidates}, AIR N={args.cache}, B=1 per call, device {args.device}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    print(
+        f"{args.env}: K={args.candidates}, AIR N={args.cache}, B=1 per call, device {args.device}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+    )
     print(f"{'method':<10}{'horizon':>8}{'ms / relabel call':>20}{'s / iteration':>16}{'relabel share':>15}")
     for horizon in args.horizons:
         for method in args.methods:
             r = bench(method, horizon, args)
-            print(f"{method:<10}{horizon:>8}{r['call_ms']:>20.1f}{r['iteration_s']:>16.2f}{100 * r['share']:>14.1f}%",
-                  flush=True)
+            print(
+                f"{method:<10}{horizon:>8}{r['call_ms']:>20.1f}{r['iteration_s']:>16.2f}{100 * r['share']:>14.1f}%",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

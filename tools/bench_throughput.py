@@ -68,16 +68,19 @@ def our_trainer(family: str, args, relabeler: dict | None = None, runtime: dict 
     """A single-seed Trainer (P = 1) with one episode per loop and one update per env step
     (updates_per_loop = horizon); ``runtime`` adds to the spec's runtime section (device, threads)."""
     horizon = horizon_of(family, args)
-    spec = validate({
-        "name": f"bench-{family}", "seed": 0, "env": {"kind": family, **env_params(family, args)},
-        "relabeler": relabeler or {"kind": "none"},
-        "agent": {"kind": "sac", "hidden": HIDDEN, "batch_size": BATCH, "lr": LR, "gamma": GAMMA},
-        "buffer": {"kind": "replay", "capacity": 200_000},
-        "train": {"epochs": 1, "episodes_per_loop": 1, "updates_per_loop": horizon,
-                  "warmup_steps": args.warmup},
-        "logging": {"wandb": {"mode": "disabled"}, "progress": False},
-        "runtime": {"device": args.device, "threads": args.threads, **(runtime or {})},
-    })
+    spec = validate(
+        {
+            "name": f"bench-{family}",
+            "seed": 0,
+            "env": {"kind": family, **env_params(family, args)},
+            "relabeler": relabeler or {"kind": "none"},
+            "agent": {"kind": "sac", "hidden": HIDDEN, "batch_size": BATCH, "lr": LR, "gamma": GAMMA},
+            "buffer": {"kind": "replay", "capacity": 200_000},
+            "train": {"epochs": 1, "episodes_per_loop": 1, "updates_per_loop": horizon, "warmup_steps": args.warmup},
+            "logging": {"wandb": {"mode": "disabled"}, "progress": False},
+            "runtime": {"device": args.device, "threads": args.threads, **(runtime or {})},
+        }
+    )
     trainer = Trainer(spec)
     torch.set_num_threads(args.threads)  # runtime.threads applies on CPU only; the bench runs both at one count
     return trainer
@@ -108,9 +111,22 @@ def sb3_model(family: str, args):
     from hindsight.adapters import GymnasiumAdapter
 
     env = GymnasiumAdapter(family, env_params=env_params(family, args), seed=0)
-    model = SB3SAC("MlpPolicy", env, learning_rate=LR, buffer_size=200_000, learning_starts=args.warmup,
-                   batch_size=BATCH, tau=5e-3, gamma=GAMMA, train_freq=1, gradient_steps=1,
-                   policy_kwargs={"net_arch": HIDDEN}, seed=0, device=args.device, verbose=0)
+    model = SB3SAC(
+        "MlpPolicy",
+        env,
+        learning_rate=LR,
+        buffer_size=200_000,
+        learning_starts=args.warmup,
+        batch_size=BATCH,
+        tau=5e-3,
+        gamma=GAMMA,
+        train_freq=1,
+        gradient_steps=1,
+        policy_kwargs={"net_arch": HIDDEN},
+        seed=0,
+        device=args.device,
+        verbose=0,
+    )
     model.learn(args.warmup)  # uniform random actions until learning_starts, as our warm-up
     return model
 
@@ -122,8 +138,10 @@ def train_sb3(model, steps: int) -> tuple[float, float]:
 
 
 def throughput(args) -> None:
-    print(f"== training throughput (env steps/s), {args.repeats} repeats of {args.steps} env steps; one process, "
-          f"so both run with torch threads {args.threads} and the heap policy runtime.keep_freed_memory sets ==")
+    print(
+        f"== training throughput (env steps/s), {args.repeats} repeats of {args.steps} env steps; one process, "
+        f"so both run with torch threads {args.threads} and the heap policy runtime.keep_freed_memory sets =="
+    )
     names = our_variants(args) + ([] if args.skip_sb3 else ["sb3"])
     rows = []
     for family in args.families:
@@ -150,26 +168,40 @@ def throughput(args) -> None:
                 wall, cpu = runners[name]()
                 rates[name].append(wall)
                 cpu_rates[name].append(cpu)
-            print(f"  {family} repeat {r}: " + ", ".join(
-                f"{n} {rates[n][-1]:.1f} ({cpu_rates[n][-1]:.1f} per CPU s)" for n in names), flush=True)
+            print(
+                f"  {family} repeat {r}: "
+                + ", ".join(f"{n} {rates[n][-1]:.1f} ({cpu_rates[n][-1]:.1f} per CPU s)" for n in names),
+                flush=True,
+            )
         rows.append((family, *(summarise(v, names) for v in (rates, cpu_rates))))
     others = [name for name in names if name != "sb3" and "sb3" in names]
-    header = f"{'family':<16}{'clock':<6}" + "".join(f"{name:>14}" for name in names) + "".join(
-        f"{name + ' / sb3':>20}" for name in others)
+    header = (
+        f"{'family':<16}{'clock':<6}"
+        + "".join(f"{name:>14}" for name in names)
+        + "".join(f"{name + ' / sb3':>20}" for name in others)
+    )
     print(header)
     for family, *clocks in rows:
-        for clock, (medians, ratios) in zip(("wall", "cpu"), clocks):
-            print(f"{family:<16}{clock:<6}" + "".join(f"{medians[name]:>14.1f}" for name in names)
-                  + "".join(f"{ratios[name]:>20.2f}" for name in others))
-    print("wall: env steps per second of wall time; cpu: per second of this process's CPU time (robust to "
-          "other processes sharing the cores); ratios are medians of the per-repeat ratios")
+        for clock, (medians, ratios) in zip(("wall", "cpu"), clocks, strict=True):
+            print(
+                f"{family:<16}{clock:<6}"
+                + "".join(f"{medians[name]:>14.1f}" for name in names)
+                + "".join(f"{ratios[name]:>20.2f}" for name in others)
+            )
+    print(
+        "wall: env steps per second of wall time; cpu: per second of this process's CPU time (robust to "
+        "other processes sharing the cores); ratios are medians of the per-repeat ratios"
+    )
 
 
 def summarise(rates: dict[str, list[float]], names: list[str]) -> tuple[dict[str, float], dict[str, float]]:
     """Median rate of each name, and the median per-repeat ratio of each to sb3."""
     medians = {name: statistics.median(v) for name, v in rates.items()}
-    ratios = {name: statistics.median(a / b for a, b in zip(rates[name], rates["sb3"]))
-              for name in names if name != "sb3" and "sb3" in rates}
+    ratios = {
+        name: statistics.median(a / b for a, b in zip(rates[name], rates["sb3"], strict=True))
+        for name in names
+        if name != "sb3" and "sb3" in rates
+    }
     return medians, ratios
 
 
@@ -192,7 +224,7 @@ def matmul_gflops(size: int, n: int, device: str, dtype: torch.dtype = torch.flo
     """GFLOP/s of a square matmul (float32 by default) per wall second and per CPU second."""
     a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
     a @ b
-    return tuple(2 * size ** 3 / t / 1e9 for t in _timed(lambda: a @ b, n, device))
+    return tuple(2 * size**3 / t / 1e9 for t in _timed(lambda: a @ b, n, device))
 
 
 def flop_rate(args) -> None:
@@ -224,14 +256,21 @@ def update_flop_rate(args, name: str, flops: int | None) -> int:
         walls_cpus = _timed(lambda: agent.update(buffer.sample(BATCH, gen), update_gen), 50, args.device)
         walls.append(walls_cpus[0])
         cpus.append(walls_cpus[1])
-        ceilings.append([max(rates) for rates in zip(*(matmul_gflops(s, m, args.device, dtype) for s, m in sizes))])
-    print(f"== update FLOP rate ({family}, batch {BATCH}, {HIDDEN} nets, {args.device}, threads {args.threads}, "
-          f"{name}; ceiling: {dtype} matmuls) ==")
+        ceilings.append(
+            [max(rates) for rates in zip(*(matmul_gflops(s, m, args.device, dtype) for s, m in sizes), strict=True)]
+        )
+    print(
+        f"== update FLOP rate ({family}, batch {BATCH}, {HIDDEN} nets, {args.device}, threads {args.threads}, "
+        f"{name}; ceiling: {dtype} matmuls) =="
+    )
     print(f"update: {flops / 1e6:.0f} MFLOP (matmuls)")
     for clock, seconds, ceiling in (("wall", walls, [c[0] for c in ceilings]), ("cpu", cpus, [c[1] for c in ceilings])):
         per_update, top = statistics.median(seconds), statistics.median(ceiling)
-        print(f"  per {clock} second: {1 / per_update:.1f} updates/s, {flops / per_update / 1e9:.1f} GFLOP/s; "
-              f"matmul ceiling {top:.1f} GFLOP/s; {flops / per_update / 1e9 / top:.0%} of ceiling", flush=True)
+        print(
+            f"  per {clock} second: {1 / per_update:.1f} updates/s, {flops / per_update / 1e9:.1f} GFLOP/s; "
+            f"matmul ceiling {top:.1f} GFLOP/s; {flops / per_update / 1e9 / top:.0%} of ceiling",
+            flush=True,
+        )
     return flops
 
 
@@ -252,8 +291,10 @@ def relabel_overhead(args) -> None:
         if family not in REGISTRY.names("env"):
             continue
         per_loop = {}
-        runs = [("air", {"kind": "air", "candidates": 100, "cache": 500}, args.relabel_loops),
-                ("hipi", {"kind": "hipi"}, args.hipi_loops)]
+        runs = [
+            ("air", {"kind": "air", "candidates": 100, "cache": 500}, args.relabel_loops),
+            ("hipi", {"kind": "hipi"}, args.hipi_loops),
+        ]
         runs += [(f"hipi-C{c}", {"kind": "hipi", "candidates": c}, args.hipi_loops) for c in args.hipi_candidates]
         for name, spec, loops in runs:
             if spec["kind"] not in REGISTRY.names("relabeler") or loops < 1:
@@ -269,8 +310,11 @@ def relabel_overhead(args) -> None:
             wall = time.perf_counter() - start
             spent = relabeler.diagnostics()["relabel/seconds"]
             per_loop[name] = wall / loops
-            print(f"{family:<16}{name:<9} {wall / loops:7.2f} s per loop (one episode + one update per step), "
-                  f"relabeling {spent / wall:.2%} of it", flush=True)
+            print(
+                f"{family:<16}{name:<9} {wall / loops:7.2f} s per loop (one episode + one update per step), "
+                f"relabeling {spent / wall:.2%} of it",
+                flush=True,
+            )
         for name in [n for n in per_loop if n.startswith("hipi") and "air" in per_loop]:
             print(f"{family:<16}{name} / AIR training time per loop: {per_loop[name] / per_loop['air']:.2f}x")
 
@@ -282,8 +326,10 @@ def reference_relabel(args) -> None:
         path = ROOT / "envs" / family / "air.yaml"
         if not path.exists():
             continue
-        spec = load_spec(path, ["logging.wandb.mode=disabled", "logging.progress=false",
-                               f"runtime.precision={args.relabel_precision}"])
+        spec = load_spec(
+            path,
+            ["logging.wandb.mode=disabled", "logging.progress=false", f"runtime.precision={args.relabel_precision}"],
+        )
         trainer = Trainer(spec)
         torch.set_num_threads(args.threads)
         relabeler = trainer.members[0].relabeler
@@ -297,9 +343,12 @@ def reference_relabel(args) -> None:
         wall = time.perf_counter() - start
         spent = relabeler.diagnostics()["relabel/seconds"]
         params = spec.params["relabeler"]
-        print(f"{family:<16}air (K={params.candidates}, N={params.cache}), {train.episodes_per_loop} episode(s) of "
-              f"{trainer.problem.sizes.horizon} steps + {train.updates_per_loop} updates per loop: "
-              f"{wall / args.relabel_loops:.2f} s per loop, relabeling {spent / wall:.2%} of it", flush=True)
+        print(
+            f"{family:<16}air (K={params.candidates}, N={params.cache}), {train.episodes_per_loop} episode(s) of "
+            f"{trainer.problem.sizes.horizon} steps + {train.updates_per_loop} updates per loop: "
+            f"{wall / args.relabel_loops:.2f} s per loop, relabeling {spent / wall:.2%} of it",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -313,10 +362,19 @@ def main() -> None:
     parser.add_argument("--cheetah-horizon", type=int, default=100)
     parser.add_argument("--relabel-loops", type=int, default=5, help="loops timed with AIR")
     parser.add_argument("--hipi-loops", type=int, default=1, help="loops timed with HIPI (slow)")
-    parser.add_argument("--hipi-candidates", type=int, nargs="*", default=[],
-                        help="also HIPI with these candidate caps (relabeler.candidates)")
-    parser.add_argument("--relabel-precision", default="float32", choices=["float32", "bfloat16"],
-                        help="runtime.precision of the relabeling runs")
+    parser.add_argument(
+        "--hipi-candidates",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also HIPI with these candidate caps (relabeler.candidates)",
+    )
+    parser.add_argument(
+        "--relabel-precision",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="runtime.precision of the relabeling runs",
+    )
     parser.add_argument("--compile", action="store_true", help="also ours with runtime.compile (slow to start)")
     parser.add_argument("--bf16", action="store_true", help="also ours with runtime.precision=bfloat16")
     parser.add_argument("--skip-sb3", action="store_true")

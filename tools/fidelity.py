@@ -35,7 +35,13 @@ from hindsight.relabel.air import AIR  # noqa: E402
 from hindsight.relabel.reward import RewardRelabeling  # noqa: E402
 from hindsight.specs import upgrade, validate  # noqa: E402
 from hindsight.tasks.point_reacher import (  # noqa: E402
-    ACCEL_PER_STEP, MAX_STEP_SPEED, PointReacher, PointReacherReward, PointReacherTasks, reacher_weights)
+    ACCEL_PER_STEP,
+    MAX_STEP_SPEED,
+    PointReacher,
+    PointReacherReward,
+    PointReacherTasks,
+    reacher_weights,
+)
 from hindsight.train.checkpoint import read_checkpoint  # noqa: E402
 from hindsight.train.collector import Collector  # noqa: E402
 
@@ -102,7 +108,7 @@ class ScriptedReacher:
 
     def _returns(self, starts, actions, tasks, mask) -> torch.Tensor:
         positions = reference_rollout(starts, actions)
-        rewards = self.reward.reward(positions, actions, tasks[:, None])     # [n, 1, T]
+        rewards = self.reward.reward(positions, actions, tasks[:, None])  # [n, 1, T]
         return discounted_returns(rewards, mask, self.gamma)[:, 0]
 
     def value(self, obs: torch.Tensor, tasks: torch.Tensor, member: int = 0) -> torch.Tensor:
@@ -113,8 +119,9 @@ class ScriptedReacher:
         self.optimise(starts, flat)
         return torch.tensor([self._plans[k][1] for k in self._keys(starts, flat)]).view(B, K)
 
-    def act(self, obs: torch.Tensor, tasks: torch.Tensor, deterministic: bool = True, generator=None,
-            member: int = 0) -> torch.Tensor:
+    def act(
+        self, obs: torch.Tensor, tasks: torch.Tensor, deterministic: bool = True, generator=None, member: int = 0
+    ) -> torch.Tensor:
         """The planned action of the current step for each episode (planned at its first step)."""
         steps = torch.round(obs[:, 4] * self.horizon).long()
         starts = torch.zeros(len(steps), 4)  # plans are keyed by the episode's start state: the origin at rest
@@ -135,16 +142,19 @@ def load_policy(args) -> tuple[object, int]:
         agent = build_agent(resolved, problem.sizes)
         agent.load_state_dict(state["agent"])
         return agent, problem.sizes.horizon
-    return ScriptedReacher(PointReacherReward(), PointReacher().horizon, args.gamma, args.plan_iterations,
-                           args.seed), PointReacher().horizon
+    return ScriptedReacher(
+        PointReacherReward(), PointReacher().horizon, args.gamma, args.plan_iterations, args.seed
+    ), PointReacher().horizon
 
 
 def circular_corr(a: torch.Tensor, b: torch.Tensor) -> float:
     """Jammalamadaka's circular correlation of two angle samples [n]."""
+
     def centred(x):
         return torch.sin(x - torch.atan2(torch.sin(x).mean(), torch.cos(x).mean()))
+
     sa, sb = centred(a), centred(b)
-    return float((sa * sb).sum() / torch.sqrt((sa ** 2).sum() * (sb ** 2).sum()))
+    return float((sa * sb).sum() / torch.sqrt((sa**2).sum() * (sb**2).sum()))
 
 
 def fidelity(original: torch.Tensor, relabeled: torch.Tensor) -> dict[str, tuple[float, float]]:
@@ -159,8 +169,10 @@ def fidelity(original: torch.Tensor, relabeled: torch.Tensor) -> dict[str, tuple
             out[name] = (float(torch.corrcoef(torch.stack([a, b]))[0, 1]), float((b - a).abs().mean()))
     wa, wb = reacher_weights(original[:, 0], original[:, 1]), reacher_weights(relabeled[:, 0], relabeled[:, 1])
     for i, name in enumerate(WEIGHTS):
-        out[name] = (float(torch.corrcoef(torch.stack([wa[:, i], wb[:, i]]))[0, 1]),
-                     float((wb[:, i] - wa[:, i]).abs().mean()))
+        out[name] = (
+            float(torch.corrcoef(torch.stack([wa[:, i], wb[:, i]]))[0, 1]),
+            float((wb[:, i] - wa[:, i]).abs().mean()),
+        )
     return out
 
 
@@ -169,15 +181,23 @@ FIELDS = ("obs", "actions", "features", "rewards", "tasks", "lengths", "terminat
 
 def relabel_all(batch: TrajectoryBatch, agent, sizes: Sizes, args) -> tuple[dict[str, torch.Tensor], dict[str, dict]]:
     """Relabel every trajectory with each method, ``args.batch`` per call: z' [n, 6] and diagnostics."""
-    methods = {"reward": RewardRelabeling(RewardRelabeling.Params(candidates=args.candidates), sizes),
-               "advantage": AdvantageRelabeling(AdvantageRelabeling.Params(candidates=args.candidates), sizes),
-               "air": AIR(AIR.Params(candidates=args.candidates, cache=args.cache), sizes)}
+    methods = {
+        "reward": RewardRelabeling(RewardRelabeling.Params(candidates=args.candidates), sizes),
+        "advantage": AdvantageRelabeling(AdvantageRelabeling.Params(candidates=args.candidates), sizes),
+        "air": AIR(AIR.Params(candidates=args.candidates, cache=args.cache), sizes),
+    }
     relabeled, diagnostics = {}, {}
     for name, relabeler in methods.items():
-        ctx = RelabelContext(tasks=PointReacherTasks(), reward=PointReacherReward(), agent=agent,
-                             generator=torch.Generator().manual_seed(args.seed + 1))
-        chunks = [relabeler.relabel(TrajectoryBatch(**{f: getattr(batch, f)[i:i + args.batch] for f in FIELDS}), ctx)
-                  for i in range(0, batch.num, args.batch)]
+        ctx = RelabelContext(
+            tasks=PointReacherTasks(),
+            reward=PointReacherReward(),
+            agent=agent,
+            generator=torch.Generator().manual_seed(args.seed + 1),
+        )
+        chunks = [
+            relabeler.relabel(TrajectoryBatch(**{f: getattr(batch, f)[i : i + args.batch] for f in FIELDS}), ctx)
+            for i in range(0, batch.num, args.batch)
+        ]
         relabeled[name] = torch.cat(chunks)[:, 0]
         diagnostics[name] = relabeler.diagnostics()
     return relabeled, diagnostics
@@ -191,8 +211,10 @@ def report(title: str, tasks: torch.Tensor, relabeled: dict[str, torch.Tensor], 
     for comp in COMPONENTS + WEIGHTS:
         print(f"{comp:<10}" + "".join(f"{table[m][comp][0]:>16.3f}{table[m][comp][1]:>15.3f}" for m in relabeled))
     for m, d in diagnostics.items():
-        print(f"{m:<10} relabel {1e3 * d['relabel/seconds'] / d['relabel/calls']:.2f} ms/call, mean percentile "
-              f"of chosen {d['relabel/percentile']:.3f}, original won {d['relabel/original_won']:.3f}")
+        print(
+            f"{m:<10} relabel {1e3 * d['relabel/seconds'] / d['relabel/calls']:.2f} ms/call, mean percentile "
+            f"of chosen {d['relabel/percentile']:.3f}, original won {d['relabel/original_won']:.3f}"
+        )
     return table
 
 
@@ -221,39 +243,48 @@ def main() -> None:
     decoys = task_dist.sample(args.tasks, torch.Generator().manual_seed(args.seed + 2))
     if isinstance(agent, ScriptedReacher):  # plan the rollouts and every candidate the relabelers will draw at once
         replica = torch.Generator().manual_seed(args.seed + 1)
-        fresh = [task_dist.sample(max(args.candidates - min(args.batch, args.tasks - i), 0), replica)
-                 for i in range(0, args.tasks, args.batch)]
+        fresh = [
+            task_dist.sample(max(args.candidates - min(args.batch, args.tasks - i), 0), replica)
+            for i in range(0, args.tasks, args.batch)
+        ]
         every = torch.cat([tasks, decoys, *fresh])
         agent.optimise(torch.zeros(every.shape[0], 4), every)
     planned = time.perf_counter()
 
     envs = [family.make_env(reward, args.seed + i) for i in range(args.envs)]
-    parts = [Collector(envs[:len(chunk)], horizon).collect(lambda obs, z: agent.act(obs, z, deterministic=True), chunk)
-             for chunk in tasks.split(args.envs)]
+    parts = [
+        Collector(envs[: len(chunk)], horizon).collect(lambda obs, z: agent.act(obs, z, deterministic=True), chunk)
+        for chunk in tasks.split(args.envs)
+    ]
     batch = TrajectoryBatch(**{f: torch.cat([getattr(p, f) for p in parts]) for f in FIELDS})
     rolled = time.perf_counter()
 
     returns = (batch.rewards * batch.mask).sum(-1)
     source = args.checkpoint or f"scripted controller (Adam, {args.plan_iterations} iterations, gamma {args.gamma})"
-    print(f"policy: {source}; {args.tasks} tasks, K={args.candidates}, AIR N={args.cache}, "
-          f"{args.batch} trajectories per relabel call")
+    print(
+        f"policy: {source}; {args.tasks} tasks, K={args.candidates}, AIR N={args.cache}, "
+        f"{args.batch} trajectories per relabel call"
+    )
     print(f"mean undiscounted return of the rollouts: {returns.mean():.3f}")
     print(f"time: plan {planned - start:.1f} s, rollout {rolled - planned:.1f} s")
     settings = {
         "original among the candidates (the paper's protocol)": relabel_all(batch, agent, sizes, args),
         # the relabelers take their B 'original' candidates from batch.tasks: swap in unrelated draws
-        "original hidden (the batch's tasks replaced by unrelated draws)":
-            relabel_all(attrs.evolve(batch, tasks=decoys), agent, sizes, args),
+        "original hidden (the batch's tasks replaced by unrelated draws)": relabel_all(
+            attrs.evolve(batch, tasks=decoys), agent, sizes, args
+        ),
     }
     tables = {title: report(title, tasks, *result) for title, result in settings.items()}
 
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     original_energy = reacher_weights(tasks[:, 0], tasks[:, 1])[:, 1]
     fig, axes = plt.subplots(2, 3, figsize=(12, 8), sharex=True, sharey=True)
-    for row, (title, (relabeled, _)) in zip(axes, settings.items()):
-        for ax, m in zip(row, relabeled):
+    for row, (title, (relabeled, _)) in zip(axes, settings.items(), strict=True):
+        for ax, m in zip(row, relabeled, strict=True):
             energy = reacher_weights(relabeled[m][:, 0], relabeled[m][:, 1])[:, 1]
             ax.scatter(original_energy, energy, s=4, alpha=0.5)
             ax.plot([0, 1], [0, 1], "k--", lw=0.8)

@@ -31,8 +31,11 @@ def record(spec: Path) -> list[Path]:
     """Train ``spec`` and copy its metrics into tests/golden/; returns the files written."""
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
-        subprocess.run([sys.executable, "-m", "hindsight", "run", str(spec), "--out", str(run_dir),
-                        "--no-progress"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "hindsight", "run", str(spec), "--out", str(run_dir), "--no-progress"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         written = []
         for suffix, path in metrics_files(run_dir).items():
             target = GOLDEN / f"{spec.stem}{suffix}.jsonl"

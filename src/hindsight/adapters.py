@@ -40,24 +40,39 @@ class GymnasiumAdapter(gymnasium.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, family: str | EnvFamily, *, env_params: dict[str, Any] | None = None,
-                 reward: str | RewardFamily | None = None, reward_params: dict[str, Any] | None = None,
-                 tasks: str | TaskDistribution | None = None, task: np.ndarray | None = None, seed: int = 0):
+    def __init__(
+        self,
+        family: str | EnvFamily,
+        *,
+        env_params: dict[str, Any] | None = None,
+        reward: str | RewardFamily | None = None,
+        reward_params: dict[str, Any] | None = None,
+        tasks: str | TaskDistribution | None = None,
+        task: np.ndarray | None = None,
+        seed: int = 0,
+    ):
+        self.family: EnvFamily
+        self.reward_family: RewardFamily
+        self.task_distribution: TaskDistribution
         if isinstance(family, str):
             env_cls = REGISTRY.get("env", family)
-            family = env_cls(env_cls.Params.model_validate(env_params or {}))
+            self.family = env_cls(env_cls.Params.model_validate(env_params or {}))
+        else:
+            self.family = family
         if reward is None or isinstance(reward, str):
-            reward_cls = REGISTRY.get("reward", reward) if reward else family.Reward
-            reward = reward_cls(reward_cls.Params.model_validate(reward_params or {}))
+            reward_cls: Any = REGISTRY.get("reward", reward) if reward else self.family.Reward
+            self.reward_family = reward_cls(reward_cls.Params.model_validate(reward_params or {}))
+        else:
+            self.reward_family = reward
         if tasks is None or isinstance(tasks, str):
-            tasks = (REGISTRY.get("tasks", tasks) if tasks else family.Tasks)()
-        self.family = family
-        self.reward_family = reward
-        self.task_distribution = tasks
-        self.sizes = sizes_of(family, tasks.task_dim)
+            self.task_distribution = (REGISTRY.get("tasks", tasks) if tasks else self.family.Tasks)()
+        else:
+            self.task_distribution = tasks
+        self.sizes = sizes_of(self.family, self.task_distribution.task_dim)
         self.fixed_task = None if task is None else self._check_task(task)
-        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.sizes.obs_dim + self.sizes.task_dim,),
-                                                      np.float32)
+        self.observation_space = gymnasium.spaces.Box(
+            -np.inf, np.inf, (self.sizes.obs_dim + self.sizes.task_dim,), np.float32
+        )
         self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (self.sizes.action_dim,), np.float32)
         self.task: np.ndarray | None = None
         self._seed(seed)

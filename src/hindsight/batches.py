@@ -49,7 +49,7 @@ class TrajectoryBatch:
         steps = torch.arange(self.horizon, device=self.lengths.device)
         return steps[None, :] < self.lengths[:, None]
 
-    def to(self, device: torch.device | str) -> "TrajectoryBatch":
+    def to(self, device: torch.device | str) -> TrajectoryBatch:
         """The same batch with every tensor on ``device``."""
         return attrs.evolve(self, **{f.name: getattr(self, f.name).to(device) for f in attrs.fields(type(self))})
 

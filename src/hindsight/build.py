@@ -40,17 +40,22 @@ def sizes_of(family: EnvFamily, task_dim: int) -> Sizes:
     """The sizes read from one of the family's environments (its dm_env specs) and ``task_dim``."""
     env = family.make_env(None, seed=0)
     observation = env.observation_spec()
-    return Sizes(obs_dim=int(observation["observations"].shape[0]), action_dim=int(env.action_spec().shape[0]),
-                 feature_dim=int(observation["features"].shape[0]), task_dim=task_dim, horizon=family.horizon)
+    return Sizes(
+        obs_dim=int(observation["observations"].shape[0]),
+        action_dim=int(env.action_spec().shape[0]),
+        feature_dim=int(observation["features"].shape[0]),
+        task_dim=task_dim,
+        horizon=family.horizon,
+    )
 
 
-def env_sizes(spec: "ResolvedSpec") -> Sizes:
+def env_sizes(spec: ResolvedSpec) -> Sizes:
     """The sizes of the spec's env family and task distribution (one environment built per env setting)."""
     params = json.dumps(spec.params["env"].model_dump(mode="json"), sort_keys=True)
     return _sizes(spec.run.env.kind, params, spec.component("tasks").task_dim)
 
 
-def build_problem(spec: "ResolvedSpec") -> Problem:
+def build_problem(spec: ResolvedSpec) -> Problem:
     """The env family, task distribution and reward family the spec names, and their sizes."""
     family = spec.component("env")(spec.params["env"])
     tasks = spec.component("tasks")(spec.params["tasks"])
@@ -58,17 +63,20 @@ def build_problem(spec: "ResolvedSpec") -> Problem:
     return Problem(family, tasks, reward, sizes_of(family, tasks.task_dim))
 
 
-def build_agent(spec: "ResolvedSpec", sizes: Sizes) -> Agent:
+def build_agent(spec: ResolvedSpec, sizes: Sizes) -> Agent:
     """The spec's agent with one member per seed, member p initialised from seed p's ``agent/init`` stream."""
     generators = [make_generator(seed, "agent/init") for seed in spec.run.member_seeds]
-    return spec.component("agent")(spec.params["agent"], sizes, spec.run.runtime, generators)
+    agent: Agent = spec.component("agent")(spec.params["agent"], sizes, spec.run.runtime, generators)
+    return agent
 
 
-def build_relabeler(spec: "ResolvedSpec", sizes: Sizes) -> Relabeler:
+def build_relabeler(spec: ResolvedSpec, sizes: Sizes) -> Relabeler:
     """One member's relabeler."""
-    return spec.component("relabeler")(spec.params["relabeler"], sizes)
+    relabeler: Relabeler = spec.component("relabeler")(spec.params["relabeler"], sizes)
+    return relabeler
 
 
-def build_buffer(spec: "ResolvedSpec", sizes: Sizes, device: Any) -> Buffer:
+def build_buffer(spec: ResolvedSpec, sizes: Sizes, device: Any) -> Buffer:
     """One member's replay buffer on ``device``."""
-    return spec.component("buffer")(spec.params["buffer"], sizes, device)
+    buffer: Buffer = spec.component("buffer")(spec.params["buffer"], sizes, device)
+    return buffer

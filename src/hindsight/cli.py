@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -15,8 +13,12 @@ from hindsight.render.cli import relabel_picture, render
 from hindsight.specs import SpecError, load_spec
 from hindsight.studies.cli import report, study
 
-app = typer.Typer(help="Multi-task RL with Generalized Hindsight relabeling on dm_control physics.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Multi-task RL with Generalized Hindsight relabeling on dm_control physics.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 
 
 def _load(spec: Path, overrides: list[str]):
@@ -27,7 +29,7 @@ def _load(spec: Path, overrides: list[str]):
 
 
 @app.command("list")
-def list_components(kind: Optional[str] = typer.Argument(None, help=f"one of: {', '.join(KINDS)}")) -> None:
+def list_components(kind: str | None = typer.Argument(None, help=f"one of: {', '.join(KINDS)}")) -> None:
     """List every registered component (or those of one KIND) with its summary."""
     if kind is not None and kind not in KINDS:
         fail(f"unknown kind {kind!r} (kinds: {', '.join(KINDS)})")
@@ -44,8 +46,10 @@ def list_components(kind: Optional[str] = typer.Argument(None, help=f"one of: {'
 
 
 @app.command()
-def validate(spec: Path = typer.Argument(..., help="run spec (YAML)"),
-             set_: list[str] = typer.Option([], "--set", help="override: dotted.path=value (repeatable)")) -> None:
+def validate(
+    spec: Path = typer.Argument(..., help="run spec (YAML)"),
+    set_: list[str] = typer.Option([], "--set", help="override: dotted.path=value (repeatable)"),
+) -> None:
     """Check a run spec and print it resolved, with every default filled in."""
     import yaml
 
@@ -54,11 +58,13 @@ def validate(spec: Path = typer.Argument(..., help="run spec (YAML)"),
 
 
 @app.command()
-def run(spec: Path = typer.Argument(..., help="run spec (YAML)"),
-        set_: list[str] = typer.Option([], "--set", help="override: dotted.path=value (repeatable)"),
-        out_dir: Optional[Path] = typer.Option(None, "--out", help="run directory (default runs/<spec>-<time>)"),
-        resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
-        progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="show the progress bar")) -> None:
+def run(
+    spec: Path = typer.Argument(..., help="run spec (YAML)"),
+    set_: list[str] = typer.Option([], "--set", help="override: dotted.path=value (repeatable)"),
+    out_dir: Path | None = typer.Option(None, "--out", help="run directory (default runs/<spec>-<time>)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress", help="show the progress bar"),
+) -> None:
     """Train the agent a run spec describes; write spec.yaml, metrics.jsonl and checkpoint.pt.
 
     SIGINT (Ctrl-C) or SIGTERM stops at the next safe point with a checkpoint written; --resume continues.
@@ -77,7 +83,7 @@ def run(spec: Path = typer.Argument(..., help="run spec (YAML)"),
         fail(str(exc))
     except StopRequested as exc:
         err.print(f"{exc}; checkpoint written. Continue with: hindsight run {spec} --out {run_dir} --resume")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     except NonFiniteError as exc:
         fail(f"training diverged: {exc}; the last good checkpoint is in {run_dir}", code=1)
     except OSError as exc:
@@ -85,11 +91,16 @@ def run(spec: Path = typer.Argument(..., help="run spec (YAML)"),
     last = rows[-1] if rows else {}
     out.print(f"run directory: {run_dir}")
     if resolved.run.seeds is not None:
-        out.print(f"population of {len(resolved.run.seeds)} members, one directory each: "
-                  + ", ".join(f"seed{s}" for s in resolved.run.seeds) + "; first member:")
+        out.print(
+            f"population of {len(resolved.run.seeds)} members, one directory each: "
+            + ", ".join(f"seed{s}" for s in resolved.run.seeds)
+            + "; first member:"
+        )
     if last.get("eval/return_mean") is not None:
-        out.print(f"final eval return {last['eval/return_mean']:.3f} after {last['env_steps']:,} env steps "
-                  f"({last['train/steps_per_s']:.0f} env steps/s)")
+        out.print(
+            f"final eval return {last['eval/return_mean']:.3f} after {last['env_steps']:,} env steps "
+            f"({last['train/steps_per_s']:.0f} env steps/s)"
+        )
     elif not rows:
         out.print("nothing to do: the run had already finished")
 
@@ -106,4 +117,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

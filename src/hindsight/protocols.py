@@ -12,7 +12,8 @@ names what a component lacks; the spec checks every component with it once, when
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Protocol, runtime_checkable
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
 import torch
@@ -73,7 +74,7 @@ class EnvFamily(Protocol):
     features_name: ClassVar[str]
     horizon: int
 
-    def make_env(self, reward: "RewardFamily | None", seed: int) -> "dm_env.Environment":
+    def make_env(self, reward: RewardFamily | None, seed: int) -> dm_env.Environment:
         """A new environment, its physics noise seeded by ``seed``; z is set with ``env.task.set_task``.
         With ``reward`` None the caller scores the recorded features itself (the step reward is 0)."""
         ...
@@ -131,8 +132,9 @@ class RewardFamily(Protocol):
 class ClosedFormReturns(Protocol):
     """Capability of a reward family: weighted returns without the [B, K, T] reward tensor."""
 
-    def weighted_returns(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor,
-                         weights: torch.Tensor) -> torch.Tensor:
+    def weighted_returns(
+        self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
         """[B, K] sums over t of weights [B, T] times the rewards under tasks [K, Z] (features [B, T, F],
         actions [B, T, A]); discounted returns when the weights are gamma^t on valid steps."""
         ...
@@ -151,19 +153,27 @@ class Agent(Protocol):
     batch_size: int
     device: torch.device
 
-    def act(self, obs: torch.Tensor, tasks: torch.Tensor, deterministic: bool,
-            generator: torch.Generator | None = None, member: int = 0) -> torch.Tensor:
+    def act(
+        self,
+        obs: torch.Tensor,
+        tasks: torch.Tensor,
+        deterministic: bool,
+        generator: torch.Generator | None = None,
+        member: int = 0,
+    ) -> torch.Tensor:
         """One member's actions [B, A] in [-1, 1] for obs [B, O] under tasks [B, Z]."""
         ...
 
-    def act_members(self, obs: torch.Tensor, tasks: torch.Tensor,
-                    generators: list[torch.Generator | None]) -> torch.Tensor:
+    def act_members(
+        self, obs: torch.Tensor, tasks: torch.Tensor, generators: Sequence[torch.Generator | None]
+    ) -> torch.Tensor:
         """Every member's sampled actions [P, B, A] for obs [P, B, O], tasks [P, B, Z]; member p's
         noise from ``generators[p]``."""
         ...
 
-    def update_members(self, batch: TransitionBatch,
-                       generators: list[torch.Generator | None]) -> dict[str, torch.Tensor]:
+    def update_members(
+        self, batch: TransitionBatch, generators: Sequence[torch.Generator | None]
+    ) -> dict[str, torch.Tensor]:
         """One gradient step of every member on its own minibatch (fields [P, N, ...]); returns [P]
         tensors per metric, not synchronised to the host."""
         ...
@@ -176,8 +186,7 @@ class Agent(Protocol):
         """min(Q1, Q2) for obs [N, O], actions [N, A], tasks [N, Z]: [N]."""
         ...
 
-    def log_prob(self, obs: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor,
-                 member: int = 0) -> torch.Tensor:
+    def log_prob(self, obs: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor, member: int = 0) -> torch.Tensor:
         """log pi(a | s, z) for obs [N, O], actions [N, A] in (-1, 1), tasks [N, Z]: [N]."""
         ...
 
@@ -281,19 +290,24 @@ class SpecCheck(Protocol):
     """Capability of any component class: a check of the whole spec, run when it is built."""
 
     @classmethod
-    def check_spec(cls, spec: "ResolvedSpec") -> str | None:
+    def check_spec(cls, spec: ResolvedSpec) -> str | None:
         """A one-line error message, or None when the spec suits the component."""
         ...
 
 
-PROTOCOLS: dict[str, type] = {"env": EnvFamily, "tasks": TaskDistribution, "reward": RewardFamily,
-                              "relabeler": Relabeler, "agent": Agent, "buffer": Buffer}
+PROTOCOLS: dict[str, type] = {
+    "env": EnvFamily,
+    "tasks": TaskDistribution,
+    "reward": RewardFamily,
+    "relabeler": Relabeler,
+    "agent": Agent,
+    "buffer": Buffer,
+}
 
 
 def _members(protocol: type) -> tuple[list[str], list[str]]:
     """(methods, data attributes) a protocol declares."""
-    methods = [name for name, value in vars(protocol).items()
-               if callable(value) or isinstance(value, classmethod)]
+    methods = [name for name, value in vars(protocol).items() if callable(value) or isinstance(value, classmethod)]
     methods = [name for name in methods if not name.startswith("_") or name == "__len__"]
     data = [name for name in getattr(protocol, "__annotations__", {}) if not name.startswith("_")]
     return methods, data

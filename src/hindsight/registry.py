@@ -9,8 +9,9 @@ import difflib
 import importlib
 import importlib.metadata
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import attrs
 import yaml
@@ -54,8 +55,9 @@ class Entry:
                 for part in attr.split("."):
                     obj = getattr(obj, part)
             except (ImportError, AttributeError) as exc:
-                raise RegistryError(f"{self.kind} {self.name!r} from {self.source}: cannot load "
-                                    f"{self.target!r}: {exc}") from exc
+                raise RegistryError(
+                    f"{self.kind} {self.name!r} from {self.source}: cannot load {self.target!r}: {exc}"
+                ) from exc
             self.target = obj
         return self.target
 
@@ -85,8 +87,10 @@ class Registry:
             kind, sep, name = ep.name.partition(".")
             dist = ep.dist.name if ep.dist is not None else "?"
             if not sep:
-                raise RegistryError(f"entry point {ep.name!r} of package {dist!r} in group {ENTRY_POINT_GROUP!r} "
-                                    "must be named KIND.NAME, e.g. reward.my_reward")
+                raise RegistryError(
+                    f"entry point {ep.name!r} of package {dist!r} in group {ENTRY_POINT_GROUP!r} "
+                    "must be named KIND.NAME, e.g. reward.my_reward"
+                )
             self._add(Entry(kind, name, ep.value, "", f"entry point {ep.name!r} of package {dist!r}"))
 
     def _add(self, entry: Entry) -> None:
@@ -95,8 +99,9 @@ class Registry:
         key = (entry.kind, entry.name)
         if key in self._entries:
             old = self._entries[key]
-            raise RegistryError(f"duplicate {entry.kind} {entry.name!r}: registered by {old.source} "
-                                f"and by {entry.source}")
+            raise RegistryError(
+                f"duplicate {entry.kind} {entry.name!r}: registered by {old.source} and by {entry.source}"
+            )
         self._entries[key] = entry
 
     def register(self, kind: str, name: str, obj: Any, summary: str | None = None) -> None:
@@ -128,8 +133,10 @@ class Registry:
     def entries(self, kind: str | None = None) -> list[Entry]:
         """Registered entries, optionally of one kind, sorted by kind then name."""
         self._ensure_loaded()
-        return sorted((e for e in self._entries.values() if kind is None or e.kind == kind),
-                      key=lambda e: (KINDS.index(e.kind), e.name))
+        return sorted(
+            (e for e in self._entries.values() if kind is None or e.kind == kind),
+            key=lambda e: (KINDS.index(e.kind), e.name),
+        )
 
     def summary(self, entry: Entry) -> str:
         """The entry's summary; for entry points, read from the object's docstring."""

@@ -65,11 +65,11 @@ class RunDir:
         """``population.json``: a study member's pointer to the population directory that trains it."""
         return self.path / "population.json"
 
-    def member(self, seed: int) -> "RunDir":
+    def member(self, seed: int) -> RunDir:
         """The directory ``seed<S>/`` of a population member."""
         return RunDir(self.path / f"seed{seed}")
 
-    def members(self, seeds: list[int] | None) -> list["RunDir"]:
+    def members(self, seeds: list[int] | None) -> list[RunDir]:
         """Where each member writes: this directory for a single run (``seeds`` None), else ``seed<S>/``."""
         return [self] if seeds is None else [self.member(seed) for seed in seeds]
 
@@ -82,7 +82,7 @@ class RunDir:
         seeds = saved.get("seeds") if saved else None
         return int(match.group(1)) if isinstance(seeds, list) and int(match.group(1)) in seeds else None
 
-    def population(self) -> "RunDir | None":
+    def population(self) -> RunDir | None:
         """The population directory that trains this member: its parent for ``seed<S>/``, or the one
         ``population.json`` names (a study member); None for a run of its own."""
         if self.member_seed() is not None:
@@ -93,11 +93,11 @@ class RunDir:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def checkpoint_owner(self) -> "RunDir":
+    def checkpoint_owner(self) -> RunDir:
         """The directory whose ``checkpoint.pt`` holds this run's state (itself or its population's)."""
         return self.population() or self
 
-    def point_to_population(self, population: "RunDir", seeds: list[int]) -> None:
+    def point_to_population(self, population: RunDir, seeds: list[int]) -> None:
         """Write ``population.json`` naming ``population`` as the directory that trains this member."""
         pointer = {"population": os.path.relpath(population.path, self.path), "seeds": seeds}
         self.population_pointer.write_text(json.dumps(pointer, indent=1))

@@ -57,5 +57,8 @@ def apply_runtime(runtime: Any) -> None:
     if runtime.keep_freed_memory:
         keep_freed_memory()
     if runtime.precision == "bfloat16" and cpu_has_native_bfloat16() is False:
-        warnings.warn("runtime.precision=bfloat16 on a CPU without native bfloat16 (no amx_bf16 or avx512_bf16 "
-                      "flag): its products are emulated and slower than float32", stacklevel=2)
+        warnings.warn(
+            "runtime.precision=bfloat16 on a CPU without native bfloat16 (no amx_bf16 or avx512_bf16 "
+            "flag): its products are emulated and slower than float32",
+            stacklevel=2,
+        )

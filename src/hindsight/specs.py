@@ -7,6 +7,7 @@ chosen by its ``kind``. Every error names its dotted path in the YAML file.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -51,7 +52,9 @@ class TrainSpec(Params):
 class EvalSpec(Params):
     """Evaluation of the deterministic policy after every ``every`` epochs."""
 
-    episodes: int = Field(default=10, ge=1, description="episodes on fresh task draws (families without a fixed eval set)")
+    episodes: int = Field(
+        default=10, ge=1, description="episodes on fresh task draws (families without a fixed eval set)"
+    )
     every: int = Field(default=1, ge=1)
 
 
@@ -78,20 +81,30 @@ class RuntimeSpec(Params):
 
     device: str = Field(default="cpu", description="cpu, cuda or cuda:N")
     threads: int | None = Field(
-        default=1, ge=1, description="torch intra-op threads on CPU (process-wide; None keeps torch's "
+        default=1,
+        ge=1,
+        description="torch intra-op threads on CPU (process-wide; None keeps torch's "
         "setting). One by default: on a 2-core machine shared with other processes, 2 threads made "
         "updates 10-20x slower (OpenMP spin-waiting); with the machine to itself, 2 threads trained "
-        "about 1.35x faster. A study sets each worker's share of the cores here")
+        "about 1.35x faster. A study sets each worker's share of the cores here",
+    )
     precision: Literal["float32", "bfloat16"] = Field(
-        default="float32", description="dtype of the products between hidden layers (the bulk of the "
+        default="float32",
+        description="dtype of the products between hidden layers (the bulk of the "
         "arithmetic); bfloat16 keeps weights, biases, activations, gradients, the first and last layers and "
-        "the losses float32. On CPUs with AMX and on GPUs, bfloat16 products are several times faster")
-    compile: bool = Field(default=False, description="torch.compile the critic and policy losses "
-                          "(forward and backward). Off by default: on a 2-core CPU it saved under 10% of CPU "
-                          "time and its first compile takes 30-110 s (later runs hit the cache)")
+        "the losses float32. On CPUs with AMX and on GPUs, bfloat16 products are several times faster",
+    )
+    compile: bool = Field(
+        default=False,
+        description="torch.compile the critic and policy losses "
+        "(forward and backward). Off by default: on a 2-core CPU it saved under 10% of CPU "
+        "time and its first compile takes 30-110 s (later runs hit the cache)",
+    )
     keep_freed_memory: bool = Field(
-        default=True, description="on CPU: ask glibc to keep freed memory in the heap (process-wide, see "
-        "hindsight.runtime); saved 10-25% of the CPU time of a 256x256 update on a 2-core Xeon")
+        default=True,
+        description="on CPU: ask glibc to keep freed memory in the heap (process-wide, see "
+        "hindsight.runtime); saved 10-25% of the CPU time of a 256x256 update on a 2-core Xeon",
+    )
 
 
 class PluginSpec(Params):
@@ -109,8 +122,10 @@ class RunSpec(BaseModel):
     name: str | None = None
     seed: int = Field(default=0, ge=0)
     seeds: list[Annotated[int, Field(ge=0)]] | None = Field(
-        default=None, min_length=1, description="train one member per seed in lockstep in one process "
-        "(a population); replaces seed")
+        default=None,
+        min_length=1,
+        description="train one member per seed in lockstep in one process (a population); replaces seed",
+    )
     plugins: list[PluginSpec] = Field(default_factory=list)
     env: ComponentSpec
     tasks: ComponentSpec | None = Field(default=None, description="defaults to the env's own task distribution")
@@ -206,11 +221,10 @@ def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
         return raw
     runtime = dict(raw.get("runtime") or {})
     runtime.update({key: agent[key] for key in LEGACY_AGENT_RUNTIME if key in agent})
-    return {**raw, "agent": {k: v for k, v in agent.items() if k not in LEGACY_AGENT_RUNTIME},
-            "runtime": runtime}
+    return {**raw, "agent": {k: v for k, v in agent.items() if k not in LEGACY_AGENT_RUNTIME}, "runtime": runtime}
 
 
-def validate(raw: Any, base_dir: str | Path | None = None) -> "ResolvedSpec":
+def validate(raw: Any, base_dir: str | Path | None = None) -> ResolvedSpec:
     """Validate a spec given as plain data (the parsed YAML); raises SpecError.
 
     ``base_dir`` (the spec file's folder) is where ``plugins`` modules are looked for besides sys.path;
@@ -226,11 +240,12 @@ def validate(raw: Any, base_dir: str | Path | None = None) -> "ResolvedSpec":
     except ValidationError as exc:
         raise SpecError(_format_errors(exc)) from None
     try:
-        found = import_plugins([(p.module, p.path) for p in run.plugins],
-                               None if base_dir is None else str(Path(base_dir).resolve()))
+        found = import_plugins(
+            [(p.module, p.path) for p in run.plugins], None if base_dir is None else str(Path(base_dir).resolve())
+        )
     except RegistryError as exc:
         raise SpecError(str(exc)) from None
-    run.plugins = [PluginSpec(module=p.module, path=where) for p, where in zip(run.plugins, found)]
+    run.plugins = [PluginSpec(module=p.module, path=where) for p, where in zip(run.plugins, found, strict=True)]
     try:
         REGISTRY.get("env", run.env.kind)
     except RegistryError as exc:
@@ -273,7 +288,7 @@ class ResolvedSpec:
         self.run = run
         self.params = params
 
-    def member(self, seed: int) -> "ResolvedSpec":
+    def member(self, seed: int) -> ResolvedSpec:
         """The single-seed spec of one population member."""
         data = self.to_dict()
         data.update(seed=seed, seeds=None)
@@ -291,16 +306,20 @@ class ResolvedSpec:
         for field in COMPONENT_FIELDS:
             lacking = missing(self.component(field), PROTOCOLS[field])
             if lacking:
-                raise SpecError(f"{field}.kind: {field} {getattr(self.run, field).kind!r} lacks "
-                                f"{', '.join(lacking)} of the {PROTOCOLS[field].__name__} protocol")
+                raise SpecError(
+                    f"{field}.kind: {field} {getattr(self.run, field).kind!r} lacks "
+                    f"{', '.join(lacking)} of the {PROTOCOLS[field].__name__} protocol"
+                )
         for field in COMPONENT_FIELDS:
             component = self.component(field)
             for needed_field, capability in getattr(component, "requires", {}).items():
                 lacking = missing(self.component(needed_field), capability)
                 if lacking:
-                    raise SpecError(f"{field}.kind: {field} {getattr(self.run, field).kind!r} needs a "
-                                    f"{needed_field} with {', '.join(lacking)} ({capability.__name__}); "
-                                    f"{needed_field} {getattr(self.run, needed_field).kind!r} has none")
+                    raise SpecError(
+                        f"{field}.kind: {field} {getattr(self.run, field).kind!r} needs a "
+                        f"{needed_field} with {', '.join(lacking)} ({capability.__name__}); "
+                        f"{needed_field} {getattr(self.run, needed_field).kind!r} has none"
+                    )
             check = getattr(component, "check_spec", None)
             message = check(self) if check is not None else None
             if message:
@@ -313,18 +332,25 @@ class ResolvedSpec:
 
         env_cls, reward_cls = self.component("env"), self.component("reward")
         reward, tasks = self.run.reward, self.run.tasks
+        assert reward is not None and tasks is not None  # validate() fills in the env's own
         expected = getattr(reward_cls, "env_features", None)
         if expected is not None and expected != env_cls.features_name:
-            raise SpecError(f"reward.kind: reward family {reward.kind!r} reads {expected!r} features, "
-                            f"but env {self.run.env.kind!r} records {env_cls.features_name!r}")
+            raise SpecError(
+                f"reward.kind: reward family {reward.kind!r} reads {expected!r} features, "
+                f"but env {self.run.env.kind!r} records {env_cls.features_name!r}"
+            )
         task_dim = self.component("tasks").task_dim
         if reward_cls.task_dim != task_dim:
-            raise SpecError(f"reward.kind: reward family {reward.kind!r} reads tasks of size {reward_cls.task_dim}, "
-                            f"but tasks {tasks.kind!r} draws tasks of size {task_dim}")
+            raise SpecError(
+                f"reward.kind: reward family {reward.kind!r} reads tasks of size {reward_cls.task_dim}, "
+                f"but tasks {tasks.kind!r} draws tasks of size {task_dim}"
+            )
         feature_dim = env_sizes(self).feature_dim
         if reward_cls.feature_dim != feature_dim:
-            raise SpecError(f"reward.kind: reward family {reward.kind!r} reads {reward_cls.feature_dim} features, "
-                            f"but env {self.run.env.kind!r} records {feature_dim}")
+            raise SpecError(
+                f"reward.kind: reward family {reward.kind!r} reads {reward_cls.feature_dim} features, "
+                f"but env {self.run.env.kind!r} records {feature_dim}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec, every default filled in, as plain data."""
@@ -360,7 +386,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if child is None:
                 child = {}
             if not isinstance(child, dict):
-                raise SpecError(f"--set {'.'.join(parts)}: {'.'.join(parts[:i + 1])} is not a mapping")
+                raise SpecError(f"--set {'.'.join(parts)}: {'.'.join(parts[: i + 1])} is not a mapping")
             node[part] = child
             node = child
         node[parts[-1]] = value
@@ -381,7 +407,7 @@ def read_yaml(path: str | Path) -> Any:
         raise SpecError(f"{path}: YAML syntax error{where}: {problem}") from None
 
 
-def load_spec(path: str | Path, overrides: list[str] = ()) -> ResolvedSpec:
+def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> ResolvedSpec:
     """Read, override and validate a run spec file."""
     raw = read_yaml(path)
     if isinstance(raw, dict):

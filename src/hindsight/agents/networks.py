@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -27,13 +29,20 @@ class StackedMLP(nn.Module):
             and last layer, the weights, biases, activations and gradients stay float32.
     """
 
-    def __init__(self, members: int, in_dim: int, hidden: list[int], out_dim: int, generator: torch.Generator,
-                 hidden_dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        members: int,
+        in_dim: int,
+        hidden: list[int],
+        out_dim: int,
+        generator: torch.Generator,
+        hidden_dtype: torch.dtype = torch.float32,
+    ):
         super().__init__()
         dims = [in_dim, *hidden, out_dim]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for fan_in, fan_out in zip(dims[:-1], dims[1:]):
+        for fan_in, fan_out in itertools.pairwise(dims):
             bound = 1.0 / math.sqrt(fan_in)  # torch.nn.Linear's default initialisation range
             w = (torch.rand(members, fan_in, fan_out, generator=generator) * 2 - 1) * bound
             b = (torch.rand(members, 1, fan_out, generator=generator) * 2 - 1) * bound
@@ -42,7 +51,7 @@ class StackedMLP(nn.Module):
         self.hidden_dtype = hidden_dtype
 
     @classmethod
-    def concat(cls, nets: list["StackedMLP"]) -> "StackedMLP":
+    def concat(cls, nets: list[StackedMLP]) -> StackedMLP:
         """One StackedMLP holding the members of ``nets`` (same layer sizes and dtype) in order."""
         merged = nets[0]
         if len(nets) > 1:
@@ -71,7 +80,9 @@ class StackedMLP(nn.Module):
             [M', N, out].
         """
         # the lists' own dicts: iterating a ParameterList costs ~10 us, a sizeable share of a small update
-        weights, biases = list(self.weights._parameters.values()), list(self.biases._parameters.values())
+        # (their values are typed Parameter | None; a ParameterList holds only Parameters)
+        weights = cast("list[torch.Tensor]", list(self.weights._parameters.values()))
+        biases = cast("list[torch.Tensor]", list(self.biases._parameters.values()))
         if select is not None:
             weights, biases = [w[select] for w in weights], [b[select] for b in biases]
         count = weights[0].shape[0]
@@ -89,7 +100,7 @@ class StackedMLP(nn.Module):
     def _layers(x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor]) -> torch.Tensor:
         """The layers on x [M, n, in] -> [M, n, out]; a layer multiplies in its weight's dtype."""
         last = len(weights) - 1
-        for i, (w, b) in enumerate(zip(weights, biases)):
+        for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
             if w.dtype != x.dtype:
                 x = torch.bmm(x.to(w.dtype), w).float().add_(b)
             else:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import attrs
 import torch
@@ -59,8 +60,7 @@ class SAC:
         target_entropy: float | None = Field(default=None, description="default: -action_dim")
         init_log_alpha: float = 0.0
 
-    def __init__(self, params: "SAC.Params", sizes: Sizes, runtime: RuntimeSpec,
-                 generators: list[torch.Generator]):
+    def __init__(self, params: SAC.Params, sizes: Sizes, runtime: RuntimeSpec, generators: list[torch.Generator]):
         """P = len(generators) members on ``runtime.device``; member p's weights come from ``generators[p]``
         (CPU generators). ``runtime.precision`` and ``runtime.compile`` choose how updates compute."""
         if any(h < 1 for h in params.hidden):
@@ -73,16 +73,18 @@ class SAC:
         self.batch_size = params.batch_size
         self.action_dim = action_dim
         hidden_dtype = getattr(torch, runtime.precision)
-        self.policy = StackedMLP.concat([StackedMLP(1, obs_dim + task_dim, params.hidden, 2 * action_dim, g,
-                                                    hidden_dtype) for g in generators]).to(self.device)
-        self.critic = StackedMLP.concat([StackedMLP(2, obs_dim + action_dim + task_dim, params.hidden, 1, g,
-                                                    hidden_dtype) for g in generators]).to(self.device)
+        self.policy = StackedMLP.concat(
+            [StackedMLP(1, obs_dim + task_dim, params.hidden, 2 * action_dim, g, hidden_dtype) for g in generators]
+        ).to(self.device)
+        self.critic = StackedMLP.concat(
+            [StackedMLP(2, obs_dim + action_dim + task_dim, params.hidden, 1, g, hidden_dtype) for g in generators]
+        ).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.full((self.members,), params.init_log_alpha, device=self.device, requires_grad=True)
         self.target_entropy = params.target_entropy if params.target_entropy is not None else -float(action_dim)
-        self._policy_params = list(self.policy.parameters())
-        self._critic_params = list(self.critic.parameters())
-        self._target_params = list(self.critic_target.parameters())
+        self._policy_params: list[torch.Tensor] = list(self.policy.parameters())
+        self._critic_params: list[torch.Tensor] = list(self.critic.parameters())
+        self._target_params: list[torch.Tensor] = list(self.critic_target.parameters())
         self.policy_opt = FusedAdam(self._policy_params, params.lr)
         self.critic_opt = FusedAdam(self._critic_params, params.lr)
         self.alpha_opt = FusedAdam([self.log_alpha], params.lr)
@@ -92,8 +94,9 @@ class SAC:
             self._policy_loss_fn = torch.compile(self._policy_loss, dynamic=False)
 
     # ----- networks (inputs carry a leading member dimension) -----
-    def _policy_dist(self, obs: torch.Tensor, tasks: torch.Tensor,
-                     member: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _policy_dist(
+        self, obs: torch.Tensor, tasks: torch.Tensor, member: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and clamped log-std [P', N, A] for obs [P', N, O], tasks [P', N, Z] (P' = 1 for one member)."""
         select = None if member is None else slice(member, member + 1)
         out = self.policy(torch.cat([obs, tasks], -1), select)
@@ -111,7 +114,7 @@ class SAC:
         pre_tanh = torch.addcmul(mean, log_std.exp(), noise)
         return torch.tanh(pre_tanh), squashed_log_prob(noise, log_std, pre_tanh)
 
-    def _noise(self, shape: tuple[int, ...], generators: list[torch.Generator | None]) -> torch.Tensor:
+    def _noise(self, shape: tuple[int, ...], generators: Sequence[torch.Generator | None]) -> torch.Tensor:
         """Standard normal noise [len(generators), *shape], member p's drawn from ``generators[p]``."""
         if len(generators) == 1:  # the same draws as below, without the stack
             return torch.randn((1, *shape), generator=generators[0], device=self.device)
@@ -128,8 +131,14 @@ class SAC:
 
     # ----- the Agent protocol, for one member -----
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, tasks: torch.Tensor, deterministic: bool,
-            generator: torch.Generator | None = None, member: int = 0) -> torch.Tensor:
+    def act(
+        self,
+        obs: torch.Tensor,
+        tasks: torch.Tensor,
+        deterministic: bool,
+        generator: torch.Generator | None = None,
+        member: int = 0,
+    ) -> torch.Tensor:
         """Actions [B, A] for obs [B, O] and tasks [B, Z]: tanh(mean) if deterministic, else a sample."""
         obs, tasks = obs.to(self.device)[None], tasks.to(self.device)[None]
         if deterministic:
@@ -138,7 +147,9 @@ class SAC:
         return self._actions(obs, tasks, noise, member)[0]
 
     @torch.no_grad()
-    def act_members(self, obs: torch.Tensor, tasks: torch.Tensor, generators: list[torch.Generator | None]) -> torch.Tensor:
+    def act_members(
+        self, obs: torch.Tensor, tasks: torch.Tensor, generators: Sequence[torch.Generator | None]
+    ) -> torch.Tensor:
         """Every member's sampled actions [P, B, A] for obs [P, B, O] and tasks [P, B, Z], member p's noise
         drawn from ``generators[p]`` (the draws of ``act(..., member=p)`` with that generator)."""
         obs, tasks = obs.to(self.device), tasks.to(self.device)
@@ -189,7 +200,9 @@ class SAC:
         q_new = self._critic(obs, new_actions, tasks).min(1).values
         return (alpha * logp - q_new).mean(-1), logp
 
-    def update_members(self, batch: TransitionBatch, generators: list[torch.Generator | None]) -> dict[str, torch.Tensor]:
+    def update_members(
+        self, batch: TransitionBatch, generators: Sequence[torch.Generator | None]
+    ) -> dict[str, torch.Tensor]:
         """One SAC step of every member on its own minibatch, then the Polyak target update.
 
         Args:
@@ -207,8 +220,9 @@ class SAC:
         noise = self._noise((2, obs.shape[1], self.action_dim), generators)  # [P, 2, N, A]: a' and a
         alpha = self.log_alpha.detach().exp()[:, None]
 
-        critic_loss, q = self._critic_loss_fn(obs, batch.actions, tasks, batch.next_obs, batch.rewards,
-                                              batch.terminated, noise[:, 0], alpha)
+        critic_loss, q = self._critic_loss_fn(
+            obs, batch.actions, tasks, batch.next_obs, batch.rewards, batch.terminated, noise[:, 0], alpha
+        )
         self.critic_opt.step(torch.autograd.grad(critic_loss.sum(), self._critic_params))
 
         policy_loss, logp = self._policy_loss_fn(obs, tasks, noise[:, 1], alpha)
@@ -220,8 +234,13 @@ class SAC:
 
         with torch.no_grad():
             torch._foreach_lerp_(self._target_params, self._critic_params, self.params.tau)
-        return {"critic_loss": critic_loss.detach(), "policy_loss": policy_loss.detach(), "alpha": alpha[:, 0],
-                "entropy": -logp.mean(-1), "q_mean": q.detach().mean((1, 2))}
+        return {
+            "critic_loss": critic_loss.detach(),
+            "policy_loss": policy_loss.detach(),
+            "alpha": alpha[:, 0],
+            "entropy": -logp.mean(-1),
+            "q_mean": q.detach().mean((1, 2)),
+        }
 
     def update(self, batch: TransitionBatch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """One step of a single-member agent on batch fields [N, ...]; scalar metric tensors."""
@@ -233,10 +252,15 @@ class SAC:
     # ----- checkpoints -----
     def state_dict(self) -> dict[str, Any]:
         """Networks, targets, temperature and optimiser states (tensors and plain data only)."""
-        return {"policy": self.policy.state_dict(), "critic": self.critic.state_dict(),
-                "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
-                "policy_opt": self.policy_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-                "alpha_opt": self.alpha_opt.state_dict()}
+        return {
+            "policy": self.policy.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "policy_opt": self.policy_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "alpha_opt": self.alpha_opt.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])

@@ -7,9 +7,9 @@ from typing import Any
 import torch
 from pydantic import Field
 
+from hindsight import specs
 from hindsight.batches import TrajectoryBatch, TransitionBatch
 from hindsight.protocols import Sizes
-from hindsight.specs import Params
 
 _FIELDS = ("obs", "actions", "next_obs", "features", "tasks", "rewards", "terminated", "truncated")
 
@@ -17,15 +17,20 @@ _FIELDS = ("obs", "actions", "next_obs", "features", "tasks", "rewards", "termin
 class ReplayBuffer:
     """FIFO replay of transitions; terminations and time-limit truncations are kept apart."""
 
-    class Params(Params):
+    class Params(specs.Params):
         capacity: int = Field(default=1_000_000, ge=1)
 
-    def __init__(self, params: "ReplayBuffer.Params", sizes: Sizes, device: str | torch.device = "cpu"):
+    def __init__(self, params: ReplayBuffer.Params, sizes: Sizes, device: str | torch.device = "cpu"):
         C = params.capacity
         self.capacity = C
         self.device = torch.device(device)
-        widths = {"obs": sizes.obs_dim, "actions": sizes.action_dim, "next_obs": sizes.obs_dim,
-                  "features": sizes.feature_dim, "tasks": sizes.task_dim}
+        widths = {
+            "obs": sizes.obs_dim,
+            "actions": sizes.action_dim,
+            "next_obs": sizes.obs_dim,
+            "features": sizes.feature_dim,
+            "tasks": sizes.task_dim,
+        }
         # one row [W] per transition, every field a column slice: sampling is a single gather
         self._columns: dict[str, slice | int] = {}
         start = 0
@@ -33,9 +38,9 @@ class ReplayBuffer:
             width = widths.get(name)
             self._columns[name] = start if width is None else slice(start, start + width)
             start += 1 if width is None else width
-        self._rows = torch.zeros(C, start, device=self.device)                    # [C, W]
+        self._rows = torch.zeros(C, start, device=self.device)  # [C, W]
         self._storage = self._fields(self._rows)  # per-field views [C, width] or [C]
-        self._next = 0   # write position
+        self._next = 0  # write position
         self._size = 0
 
     def __len__(self) -> int:
@@ -61,7 +66,7 @@ class ReplayBuffer:
         batch = batch.to(self.device)
         B, K, _ = tasks.shape
         T = batch.horizon
-        mask = batch.mask                                              # [B, T]
+        mask = batch.mask  # [B, T]
         last = torch.arange(T, device=self.device)[None] == (batch.lengths[:, None] - 1)
         terminated = (last & batch.terminated[:, None]).float()
         truncated = (last & ~batch.terminated[:, None]).float()
@@ -70,15 +75,21 @@ class ReplayBuffer:
             return x[mask].repeat(K, *([1] * (x.dim() - 2)))
 
         rows = {
-            "obs": per_task(batch.obs[:, :-1]), "actions": per_task(batch.actions),
-            "next_obs": per_task(batch.obs[:, 1:]), "features": per_task(batch.features),
-            "terminated": per_task(terminated), "truncated": per_task(truncated),
-            "tasks": tasks.to(self.device).transpose(0, 1)[:, :, None].expand(K, B, T, -1)[:, mask].reshape(-1, tasks.shape[-1]),
+            "obs": per_task(batch.obs[:, :-1]),
+            "actions": per_task(batch.actions),
+            "next_obs": per_task(batch.obs[:, 1:]),
+            "features": per_task(batch.features),
+            "terminated": per_task(terminated),
+            "truncated": per_task(truncated),
+            "tasks": tasks.to(self.device)
+            .transpose(0, 1)[:, :, None]
+            .expand(K, B, T, -1)[:, mask]
+            .reshape(-1, tasks.shape[-1]),
             "rewards": rewards.to(self.device).transpose(0, 1)[:, mask].reshape(-1),
         }
         n = rows["obs"].shape[0]
         if n > self.capacity:  # only the newest rows survive
-            rows = {k: v[-self.capacity:] for k, v in rows.items()}
+            rows = {k: v[-self.capacity :] for k, v in rows.items()}
             n = self.capacity
         index = (self._next + torch.arange(n, device=self.device)) % self.capacity
         self._rows[index] = torch.cat([rows[name].reshape(n, -1).to(self._rows.dtype) for name in _FIELDS], 1)
@@ -100,8 +111,11 @@ class ReplayBuffer:
 
     def state_dict(self) -> dict[str, Any]:
         """The stored rows (only the filled part) and the write position."""
-        return {"storage": {k: v[: self._size].clone() for k, v in self._storage.items()},
-                "next": self._next, "size": self._size}
+        return {
+            "storage": {k: v[: self._size].clone() for k, v in self._storage.items()},
+            "next": self._next,
+            "size": self._size,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         size = state["size"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -41,18 +42,31 @@ class ProgressSink:
 
     def __init__(self, total_epochs: int, description: str, start_epoch: int = 0, console: Console | None = None):
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("steps {task.fields[steps]}"), TextColumn("eval {task.fields[ret]}"),
-            TextColumn("{task.fields[sps]} steps/s"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=console or Console(stderr=True), transient=False)
-        self._task = self._progress.add_task(description, total=total_epochs, completed=start_epoch,
-                                             steps="-", ret="-", sps="-")
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("steps {task.fields[steps]}"),
+            TextColumn("eval {task.fields[ret]}"),
+            TextColumn("{task.fields[sps]} steps/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console or Console(stderr=True),
+            transient=False,
+        )
+        self._task = self._progress.add_task(
+            description, total=total_epochs, completed=start_epoch, steps="-", ret="-", sps="-"
+        )
         self._progress.start()
 
     def log(self, row: dict[str, Any]) -> None:
         ret = row.get("eval/return_mean")
-        self._progress.update(self._task, completed=row["epoch"], steps=f"{row['env_steps']:,}",
-                              ret="-" if ret is None else f"{ret:.2f}", sps=f"{row['train/steps_per_s']:.0f}")
+        self._progress.update(
+            self._task,
+            completed=row["epoch"],
+            steps=f"{row['env_steps']:,}",
+            ret="-" if ret is None else f"{ret:.2f}",
+            sps=f"{row['train/steps_per_s']:.0f}",
+        )
 
     def close(self) -> None:
         self._progress.stop()
@@ -61,14 +75,33 @@ class ProgressSink:
 class WandbSink:
     """Logs rows to a W&B run (offline by default) with the resolved spec as its config."""
 
-    def __init__(self, mode: str, project: str, directory: Path, config: dict[str, Any], name: str,
-                 group: str | None = None, tags: list[str] | None = None, run_id: str | None = None):
+    def __init__(
+        self,
+        mode: Literal["offline", "online", "disabled"],
+        project: str,
+        directory: Path,
+        config: dict[str, Any],
+        name: str,
+        group: str | None = None,
+        tags: list[str] | None = None,
+        run_id: str | None = None,
+    ):
         import wandb  # slow to import: only when the sink is used
 
         directory.mkdir(parents=True, exist_ok=True)
-        self._run = wandb.init(mode=mode, project=project, dir=str(directory), config=config, name=name,
-                               group=group, tags=tags or None, id=run_id, resume="allow" if run_id else None,
-                               reinit="create_new", settings=wandb.Settings(console="off", silent=True))
+        self._run = wandb.init(
+            mode=mode,
+            project=project,
+            dir=str(directory),
+            config=config,
+            name=name,
+            group=group,
+            tags=tags or None,
+            id=run_id,
+            resume="allow" if run_id else None,
+            reinit="create_new",
+            settings=wandb.Settings(console="off", silent=True),
+        )
 
     def log(self, row: dict[str, Any]) -> None:
         self._run.log({k: v for k, v in row.items() if v is not None}, step=row["env_steps"])
@@ -85,7 +118,7 @@ class GuardedSink:
         self._label = label
 
     @classmethod
-    def start(cls, label: str, factory) -> "GuardedSink":
+    def start(cls, label: str, factory: Callable[[], Sink]) -> GuardedSink:
         """Build a sink with ``factory()``; a failure warns and yields an inert sink."""
         try:
             return cls(factory(), label)
@@ -105,6 +138,7 @@ class GuardedSink:
         try:
             getattr(self._sink, method)(*args)
         except Exception as exc:  # noqa: BLE001
-            warnings.warn(f"{self._label} disabled after an error: {type(exc).__name__}: {exc}",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"{self._label} disabled after an error: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2
+            )
             self._sink = None

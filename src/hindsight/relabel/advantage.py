@@ -12,6 +12,7 @@ from hindsight.relabel.candidates import CandidateRelabeler, advantages
 class AdvantageRelabeling(CandidateRelabeler):
     """Keep the m of K candidates with the highest R(tau | v) - V(s0, v); V from the agent's critics."""
 
-    def scores(self, batch: TrajectoryBatch, candidates: torch.Tensor, returns: torch.Tensor,
-               ctx: RelabelContext) -> torch.Tensor:
+    def scores(
+        self, batch: TrajectoryBatch, candidates: torch.Tensor, returns: torch.Tensor, ctx: RelabelContext
+    ) -> torch.Tensor:
         return advantages(batch, candidates, returns, ctx)

@@ -30,11 +30,13 @@ class AIR(CandidateRelabeler):
     class Params(CandidateRelabeler.Params):
         cache: int = Field(default=500, ge=1, description="N: most recent trajectories ranked against")
 
-    def __init__(self, params: "AIR.Params | None" = None, sizes: Sizes | None = None):
+    params: AIR.Params
+
+    def __init__(self, params: AIR.Params | None = None, sizes: Sizes | None = None):
         super().__init__(params, sizes)
         self._features: torch.Tensor | None = None  # [n, T, F]
-        self._actions: torch.Tensor | None = None   # [n, T, A]
-        self._lengths: torch.Tensor | None = None   # [n]
+        self._actions: torch.Tensor | None = None  # [n, T, A]
+        self._lengths: torch.Tensor | None = None  # [n]
 
     def __len__(self) -> int:
         """Trajectories in the cache."""
@@ -47,25 +49,30 @@ class AIR(CandidateRelabeler):
         if self._lengths is None:
             features, actions, lengths = batch.features, batch.actions, batch.lengths
         else:
+            assert self._features is not None and self._actions is not None  # set together with _lengths
             device = batch.features.device
             old = max(min(len(self), N - B), 0)
             steps = max(self._features.shape[1], batch.horizon)
-            features = torch.cat([_pad_time(self._features[len(self) - old:].to(device), steps),
-                                  _pad_time(batch.features, steps)])
-            actions = torch.cat([_pad_time(self._actions[len(self) - old:].to(device), steps),
-                                 _pad_time(batch.actions, steps)])
-            lengths = torch.cat([self._lengths[len(self) - old:].to(device), batch.lengths])
+            features = torch.cat(
+                [_pad_time(self._features[len(self) - old :].to(device), steps), _pad_time(batch.features, steps)]
+            )
+            actions = torch.cat(
+                [_pad_time(self._actions[len(self) - old :].to(device), steps), _pad_time(batch.actions, steps)]
+            )
+            lengths = torch.cat([self._lengths[len(self) - old :].to(device), batch.lengths])
         self._features, self._actions, self._lengths = features[-N:], actions[-N:], lengths[-N:]
         return features, actions, lengths
 
-    def ranked(self, batch: TrajectoryBatch, candidates: torch.Tensor,
-               ctx: RelabelContext) -> tuple[torch.Tensor, torch.Tensor]:
+    def ranked(
+        self, batch: TrajectoryBatch, candidates: torch.Tensor, ctx: RelabelContext
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         features, actions, lengths = self._insert(batch)
         mask = torch.arange(features.shape[1], device=lengths.device)[None] < lengths[:, None]
-        returns = returns_under(features, actions, mask, candidates, ctx)          # [S, K]
-        percentiles = batch_percentiles(returns[-self.params.cache:], returns[-batch.num:])  # [B, K]
-        by_advantage = advantages(batch, candidates, returns[-batch.num:], ctx).argsort(
-            dim=1, descending=True, stable=True)
+        returns = returns_under(features, actions, mask, candidates, ctx)  # [S, K]
+        percentiles = batch_percentiles(returns[-self.params.cache :], returns[-batch.num :])  # [B, K]
+        by_advantage = advantages(batch, candidates, returns[-batch.num :], ctx).argsort(
+            dim=1, descending=True, stable=True
+        )
         by_percentile = percentiles.gather(1, by_advantage).argsort(dim=1, descending=True, stable=True)
         return by_advantage.gather(1, by_percentile), percentiles
 
@@ -73,12 +80,17 @@ class AIR(CandidateRelabeler):
         """The diagnostics so far and the cache (tensors only; no cache before the first call)."""
         state = super().state_dict()
         if self._lengths is not None:
-            state["cache"] = {"features": self._features.clone(), "actions": self._actions.clone(),
-                              "lengths": self._lengths.clone()}
+            assert self._features is not None and self._actions is not None  # set together with _lengths
+            state["cache"] = {
+                "features": self._features.clone(),
+                "actions": self._actions.clone(),
+                "lengths": self._lengths.clone(),
+            }
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         cache = state.get("cache")
         self._features, self._actions, self._lengths = (
-            (cache["features"], cache["actions"], cache["lengths"]) if cache else (None, None, None))
+            (cache["features"], cache["actions"], cache["lengths"]) if cache else (None, None, None)
+        )

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from hindsight import specs
 from hindsight.batches import TrajectoryBatch, TransitionBatch
 from hindsight.protocols import RelabelContext, Sizes
 from hindsight.specs import Params
@@ -42,8 +43,14 @@ class _Diagnostics:
 
     def state_dict(self) -> dict[str, Any]:
         """The figures gathered so far this epoch, so a run resumed mid-epoch reports the same means."""
-        return {"diagnostics": {"seconds": self._seconds, "calls": self._calls,
-                                "sums": {k: v.clone() for k, v in self._sums.items()}, "counts": dict(self._counts)}}
+        return {
+            "diagnostics": {
+                "seconds": self._seconds,
+                "calls": self._calls,
+                "sums": {k: v.clone() for k, v in self._sums.items()},
+                "counts": dict(self._counts),
+            }
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         d = state["diagnostics"]
@@ -57,7 +64,7 @@ class TrajectoryRelabeler(_Diagnostics):
     class Params(Params):
         pass
 
-    def __init__(self, params: Params | None = None, sizes: Sizes | None = None):
+    def __init__(self, params: specs.Params | None = None, sizes: Sizes | None = None):
         super().__init__()
         self.params = params if params is not None else self.Params()
         self.sizes = sizes
@@ -88,7 +95,7 @@ class SampleTimeRelabeler(_Diagnostics):
     class Params(Params):
         pass
 
-    def __init__(self, params: Params | None = None, sizes: Sizes | None = None):
+    def __init__(self, params: specs.Params | None = None, sizes: Sizes | None = None):
         super().__init__()
         self.params = params if params is not None else self.Params()
         self.sizes = sizes
@@ -111,8 +118,9 @@ class SampleTimeRelabeler(_Diagnostics):
         raise NotImplementedError
 
 
-def transition_rewards(ctx: RelabelContext, features: torch.Tensor, actions: torch.Tensor,
-                       tasks: torch.Tensor) -> torch.Tensor:
+def transition_rewards(
+    ctx: RelabelContext, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor
+) -> torch.Tensor:
     """Rewards [N, K] of N transitions (features [N, F], actions [N, A]) under each of their K tasks
     [N, K, Z]: one reward-family call."""
     return ctx.reward.reward(features[:, None], actions[:, None], tasks)[..., 0]

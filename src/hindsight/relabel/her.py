@@ -9,29 +9,33 @@ recomputed for the new goal like every other step). Needs a task distribution wi
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from pydantic import Field
 
+from hindsight import specs
 from hindsight.batches import TrajectoryBatch
 from hindsight.protocols import GoalTasks, RelabelContext
 from hindsight.relabel.basic import TrajectoryRelabeler
-from hindsight.specs import Params
 
 
 class HER(TrajectoryRelabeler):
     """Replace only the goal part of z with a goal reached later in the same trajectory."""
 
-    class Params(Params):
+    class Params(specs.Params):
         keep: int = Field(default=1, ge=1, description="m: relabeled copies stored per trajectory")
+
+    params: HER.Params
 
     requires = {"tasks": GoalTasks}  # the goal slice of z and how features reach it
 
     def choose(self, batch: TrajectoryBatch, ctx: RelabelContext) -> torch.Tensor:
-        goal_part = ctx.tasks.goal_part()
+        goal_part = cast(GoalTasks, ctx.tasks).goal_part()  # ``requires`` makes the spec check it
         B, m = batch.num, self.params.keep
         draws = torch.rand(B, m, generator=ctx.generator, device=ctx.generator.device).to(batch.features.device)
-        steps = (draws * batch.lengths[:, None]).long().clamp(max=batch.horizon - 1)    # [B, m]
+        steps = (draws * batch.lengths[:, None]).long().clamp(max=batch.horizon - 1)  # [B, m]
         reached = batch.features.gather(1, steps[..., None].expand(B, m, batch.features.shape[-1]))  # [B, m, F]
-        tasks = batch.tasks[:, None].repeat(1, m, 1)                                     # [B, m, Z]
+        tasks = batch.tasks[:, None].repeat(1, m, 1)  # [B, m, Z]
         tasks[..., goal_part.task_slice] = goal_part.from_features(reached).to(tasks)
         return tasks

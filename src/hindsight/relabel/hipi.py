@@ -19,12 +19,13 @@ from hindsight.protocols import RelabelContext
 from hindsight.relabel.basic import SampleTimeRelabeler, transition_rewards
 
 
-def hipi_logits(batch: TransitionBatch, candidates: torch.Tensor,
-                ctx: RelabelContext) -> tuple[torch.Tensor, torch.Tensor]:
+def hipi_logits(
+    batch: TransitionBatch, candidates: torch.Tensor, ctx: RelabelContext
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Unnormalised logits [N, C] (row i: transition, column j: candidate z_j of [C, Z]) and rewards [N, C]."""
     N, C = batch.num, candidates.shape[0]
-    tasks = candidates[None].expand(N, C, -1)                                     # [i, j, Z]
-    rewards = transition_rewards(ctx, batch.features, batch.actions, tasks)       # [N, C]
+    tasks = candidates[None].expand(N, C, -1)  # [i, j, Z]
+    rewards = transition_rewards(ctx, batch.features, batch.actions, tasks)  # [N, C]
     flat_tasks = tasks.reshape(N * C, -1)
 
     def pairs(x: torch.Tensor) -> torch.Tensor:  # [N, D] -> [N * C, D], row i repeated for every j
@@ -33,8 +34,7 @@ def hipi_logits(batch: TransitionBatch, candidates: torch.Tensor,
     agent = ctx.agent
     log_pi = agent.log_prob(pairs(batch.obs), pairs(batch.actions), flat_tasks, member=ctx.member).view(N, C)
     next_obs = pairs(batch.next_obs)
-    next_actions = agent.act(next_obs, flat_tasks, deterministic=False, generator=ctx.generator,
-                             member=ctx.member)
+    next_actions = agent.act(next_obs, flat_tasks, deterministic=False, generator=ctx.generator, member=ctx.member)
     next_q = agent.q(next_obs, next_actions, flat_tasks, member=ctx.member).view(N, C)
     logits = rewards - log_pi + agent.gamma * (1.0 - batch.terminated)[:, None] * next_q
     return logits, rewards
@@ -44,11 +44,17 @@ class HIPI(SampleTimeRelabeler):
     """Sample-time soft relabeling with the minibatch's own tasks as candidates."""
 
     class Params(SampleTimeRelabeler.Params):
-        relabel_prob: float = Field(default=0.5, ge=0, le=1,
-                                    description="chance a row takes its drawn task instead of keeping its own")
-        candidates: int | None = Field(default=None, ge=1,
-                                       description="C: the minibatch's tasks used as candidates, drawn at random "
-                                                   "without replacement (default: all of them)")
+        relabel_prob: float = Field(
+            default=0.5, ge=0, le=1, description="chance a row takes its drawn task instead of keeping its own"
+        )
+        candidates: int | None = Field(
+            default=None,
+            ge=1,
+            description="C: the minibatch's tasks used as candidates, drawn at random "
+            "without replacement (default: all of them)",
+        )
+
+    params: HIPI.Params
 
     def rewrite(self, batch: TransitionBatch, ctx: RelabelContext) -> TransitionBatch:
         N, device, gen = batch.num, batch.tasks.device, ctx.generator
@@ -57,11 +63,14 @@ class HIPI(SampleTimeRelabeler):
             picked = own
         else:
             picked = torch.randperm(N, generator=gen, device=gen.device)[: self.params.candidates].to(device)
-        logits, rewards = hipi_logits(batch, batch.tasks[picked], ctx)              # [N, C]
-        log_q = (logits - logits.logsumexp(0, keepdim=True)).log_softmax(1)       # relabel distribution per row
+        logits, rewards = hipi_logits(batch, batch.tasks[picked], ctx)  # [N, C]
+        log_q = (logits - logits.logsumexp(0, keepdim=True)).log_softmax(1)  # relabel distribution per row
         drawn = torch.multinomial(log_q.exp(), 1, generator=gen).to(device)[:, 0]  # [N] candidate column
         take = torch.rand(N, generator=gen, device=gen.device).to(device) < self.params.relabel_prob
         self.record("hipi_entropy", -(log_q.exp() * log_q).sum(1).mean())
         self.record("original_won", (~take | (picked[drawn] == own)).float().mean())
-        return attrs.evolve(batch, tasks=torch.where(take[:, None], batch.tasks[picked[drawn]], batch.tasks),
-                            rewards=torch.where(take, rewards[own, drawn], batch.rewards))
+        return attrs.evolve(
+            batch,
+            tasks=torch.where(take[:, None], batch.tasks[picked[drawn]], batch.tasks),
+            rewards=torch.where(take, rewards[own, drawn], batch.rewards),
+        )

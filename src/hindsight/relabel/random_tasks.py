@@ -24,12 +24,14 @@ class ContinualRandom(SampleTimeRelabeler):
     class Params(SampleTimeRelabeler.Params):
         fraction: float = Field(default=0.8, ge=0, le=1, description="share of each minibatch's tasks replaced")
 
+    params: ContinualRandom.Params
+
     def rewrite(self, batch: TransitionBatch, ctx: RelabelContext) -> TransitionBatch:
         """The minibatch with round(fraction * N) rows, chosen uniformly, under fresh tasks."""
         n = batch.num
         count = round(self.params.fraction * n)
         rows = torch.randperm(n, generator=ctx.generator, device=ctx.generator.device)[:count].to(batch.tasks.device)
-        fresh = ctx.tasks.sample(count, ctx.generator).to(batch.tasks)                 # [c, Z]
+        fresh = ctx.tasks.sample(count, ctx.generator).to(batch.tasks)  # [c, Z]
         tasks = batch.tasks.index_copy(0, rows, fresh)
         new_rewards = transition_rewards(ctx, batch.features[rows], batch.actions[rows], fresh[:, None])[:, 0]
         rewards = batch.rewards.index_copy(0, rows, new_rewards)

@@ -12,6 +12,7 @@ from hindsight.relabel.candidates import CandidateRelabeler
 class RewardRelabeling(CandidateRelabeler):
     """Keep the m of K candidates with the highest R(tau | v)."""
 
-    def scores(self, batch: TrajectoryBatch, candidates: torch.Tensor, returns: torch.Tensor,
-               ctx: RelabelContext) -> torch.Tensor:
+    def scores(
+        self, batch: TrajectoryBatch, candidates: torch.Tensor, returns: torch.Tensor, ctx: RelabelContext
+    ) -> torch.Tensor:
         return returns

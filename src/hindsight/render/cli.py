@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -21,31 +20,45 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def render(run_dir: Path = typer.Argument(..., help="run directory (from hindsight run --out DIR)"),
-           tasks: int = typer.Option(4, "--tasks", min=1, help="number of evaluation tasks, one episode each"),
-           checkpoint: Optional[Path] = typer.Option(None, "--checkpoint",
-                                                     help="checkpoint to load (default RUN_DIR/checkpoint.pt)"),
-           out: Optional[Path] = typer.Option(None, "--out",
-                                              help="video file, .mp4 or .gif (default RUN_DIR/render.mp4, "
-                                                   "or .gif without an MP4 encoder)"),
-           size: str = typer.Option("320x240", "--size", help="frame size WIDTHxHEIGHT in pixels"),
-           max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1,
-                                                   help="stop each episode after this many steps (default: horizon)"),
-           every: int = typer.Option(1, "--every", min=1, help="keep a frame every N steps"),
-           video: bool = typer.Option(True, "--video/--no-video", help="write the video"),
-           top_down: Optional[bool] = typer.Option(None, "--top-down/--no-top-down",
-                                                   help="also write a top-down picture of the trajectories "
-                                                        "(default: on for the 2-D point families)"),
-           shadows: bool = typer.Option(False, "--shadows/--no-shadows",
-                                        help="render shadows and reflections (about 2x slower)")) -> None:
+def render(
+    run_dir: Path = typer.Argument(..., help="run directory (from hindsight run --out DIR)"),
+    tasks: int = typer.Option(4, "--tasks", min=1, help="number of evaluation tasks, one episode each"),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="checkpoint to load (default RUN_DIR/checkpoint.pt)"
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="video file, .mp4 or .gif (default RUN_DIR/render.mp4, or .gif without an MP4 encoder)"
+    ),
+    size: str = typer.Option("320x240", "--size", help="frame size WIDTHxHEIGHT in pixels"),
+    max_steps: int | None = typer.Option(
+        None, "--max-steps", min=1, help="stop each episode after this many steps (default: horizon)"
+    ),
+    every: int = typer.Option(1, "--every", min=1, help="keep a frame every N steps"),
+    video: bool = typer.Option(True, "--video/--no-video", help="write the video"),
+    top_down: bool | None = typer.Option(
+        None,
+        "--top-down/--no-top-down",
+        help="also write a top-down picture of the trajectories (default: on for the 2-D point families)",
+    ),
+    shadows: bool = typer.Option(
+        False, "--shadows/--no-shadows", help="render shadows and reflections (about 2x slower)"
+    ),
+) -> None:
     """Roll out the run's deterministic policy on N evaluation tasks and write a video, headless.
 
     The task is drawn into the scene where it has a place (goal and obstacle, the sinusoid, a direction
     arrow); the task vector and the return are written on every frame. For the 2-D point families a
     top-down picture (the paper's Figure 4) is written beside the video as <name>-topdown.png.
     """
-    from hindsight.render.video import (VideoWriter, check_rendering, load_run, mp4_available, pick_tasks,
-                                        rollout, use_egl)
+    from hindsight.render.video import (
+        VideoWriter,
+        check_rendering,
+        load_run,
+        mp4_available,
+        pick_tasks,
+        rollout,
+        use_egl,
+    )
 
     frame_size = _size(size)
     if not video and top_down is False:
@@ -79,8 +92,9 @@ def render(run_dir: Path = typer.Argument(..., help="run directory (from hindsig
             fail(str(exc))
         writer = VideoWriter(out, fps=1.0 / (run.control_dt * every))
     try:
-        episodes = rollout(run, task_rows, size=frame_size, max_steps=max_steps, every=every, sink=writer,
-                           shadows=shadows)
+        episodes = rollout(
+            run, task_rows, size=frame_size, max_steps=max_steps, every=every, sink=writer, shadows=shadows
+        )
     finally:
         if writer is not None:
             writer.close()
@@ -88,11 +102,16 @@ def render(run_dir: Path = typer.Argument(..., help="run directory (from hindsig
 
     console = Console()
     returns = [e.ret for e in episodes]
-    console.print(f"{len(episodes)} episodes, return mean {sum(returns) / len(returns):.3f} "
-                  f"(min {min(returns):.3f}, max {max(returns):.3f})", highlight=False)
+    console.print(
+        f"{len(episodes)} episodes, return mean {sum(returns) / len(returns):.3f} "
+        f"(min {min(returns):.3f}, max {max(returns):.3f})",
+        highlight=False,
+    )
     if writer is not None:
-        console.print(f"video: {out} ({writer.count} frames, {frame_size[0]}x{frame_size[1]}, "
-                      f"{writer.fps:.1f} fps)", highlight=False)
+        console.print(
+            f"video: {out} ({writer.count} frames, {frame_size[0]}x{frame_size[1]}, {writer.fps:.1f} fps)",
+            highlight=False,
+        )
     if draw_top_down:
         from hindsight.render.pictures import top_down_picture
 
@@ -101,20 +120,22 @@ def render(run_dir: Path = typer.Argument(..., help="run directory (from hindsig
         console.print(f"top-down picture: {picture}", highlight=False)
 
 
-def relabel_picture(run_dir: Path = typer.Argument(..., help="run directory (from hindsight run --out DIR)"),
-                    trajectories: int = typer.Option(4, "--trajectories", min=1, max=12,
-                                                     help="number of trajectories drawn"),
-                    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint",
-                                                              help="checkpoint to load "
-                                                                   "(default RUN_DIR/checkpoint.pt)"),
-                    out: Optional[Path] = typer.Option(None, "--out",
-                                                       help="picture file (.png, .pdf or .svg; default "
-                                                            "RUN_DIR/relabel.png)"),
-                    candidates: int = typer.Option(100, "--candidates", min=1,
-                                                   help="K: candidate tasks scored by AIR and advantage"),
-                    fresh: bool = typer.Option(False, "--fresh",
-                                               help="collect new trajectories with the stochastic policy instead "
-                                                    "of taking the most recent stored ones")) -> None:
+def relabel_picture(
+    run_dir: Path = typer.Argument(..., help="run directory (from hindsight run --out DIR)"),
+    trajectories: int = typer.Option(4, "--trajectories", min=1, max=12, help="number of trajectories drawn"),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="checkpoint to load (default RUN_DIR/checkpoint.pt)"
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="picture file (.png, .pdf or .svg; default RUN_DIR/relabel.png)"
+    ),
+    candidates: int = typer.Option(100, "--candidates", min=1, help="K: candidate tasks scored by AIR and advantage"),
+    fresh: bool = typer.Option(
+        False,
+        "--fresh",
+        help="collect new trajectories with the stochastic policy instead of taking the most recent stored ones",
+    ),
+) -> None:
     """Draw a few trajectories, each with its original task and the tasks AIR, advantage and HER pick.
 
     Goal and obstacle positions (or curve, or direction) are drawn over the trajectory; the weights (or
@@ -139,5 +160,8 @@ def relabel_picture(run_dir: Path = typer.Argument(..., help="run directory (fro
         fail(str(exc))
     from rich.console import Console
 
-    Console().print(f"relabeling picture: {out} ({summary['trajectories']} trajectories "
-                    f"{summary['source']}; {', '.join(summary['variants'])})", highlight=False)
+    Console().print(
+        f"relabeling picture: {out} ({summary['trajectories']} trajectories "
+        f"{summary['source']}; {', '.join(summary['variants'])})",
+        highlight=False,
+    )

@@ -12,7 +12,7 @@ import torch
 
 from hindsight.batches import TrajectoryBatch, discounted_returns
 from hindsight.build import build_buffer, build_relabeler
-from hindsight.protocols import GoalTasks, RelabelContext
+from hindsight.protocols import GoalTasks, RelabelContext, Relabeler
 from hindsight.relabel.advantage import AdvantageRelabeling
 from hindsight.relabel.air import AIR
 from hindsight.relabel.her import HER
@@ -41,12 +41,13 @@ def top_down_picture(run: LoadedRun, episodes: list[Episode], path: Path) -> Pat
     cols = min(4, n)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.7 * cols, 2.8 * rows + 0.4), squeeze=False)
-    for ax, episode in zip(axes.flat, episodes):
+    for ax, episode in zip(axes.flat, episodes, strict=False):
         view.draw_top_down(ax, episode.positions, episode.task, episode.ret)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.suptitle(f"{run.spec.run.name or run.kind}: deterministic policy, epoch {run.state.get('epoch', '?')}",
-                 fontsize=9)
+    fig.suptitle(
+        f"{run.spec.run.name or run.kind}: deterministic policy, epoch {run.state.get('epoch', '?')}", fontsize=9
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -67,9 +68,10 @@ def stored_trajectories(run: LoadedRun) -> list[dict]:
     try:
         buffer.load_state_dict(run.state["buffer"])
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-        raise RenderError(f"{run.checkpoint}: the replay buffer does not fit its spec "
-                          f"({str(exc).splitlines()[0]})") from None
-    stored = buffer.recent(len(buffer))                                          # fields [N, ...]
+        raise RenderError(
+            f"{run.checkpoint}: the replay buffer does not fit its spec ({str(exc).splitlines()[0]})"
+        ) from None
+    stored = buffer.recent(len(buffer))  # fields [N, ...]
     capacity = getattr(run.spec.params["buffer"], "capacity", None)
     wrapped = capacity is not None and len(buffer) >= capacity
     ends = ((stored.terminated + stored.truncated) > 0).nonzero().flatten().tolist()
@@ -80,7 +82,7 @@ def stored_trajectories(run: LoadedRun) -> list[dict]:
         rows = slice(start, end + 1)
         start = end + 1
         if wrapped and k == 0:
-            continue                      # its first steps may have been overwritten
+            continue  # its first steps may have been overwritten
         features = stored.features[rows]
         key = (end + 1 - rows.start, hash(features.numpy().tobytes()))
         if key in seen:
@@ -89,11 +91,17 @@ def stored_trajectories(run: LoadedRun) -> list[dict]:
                 original["stored"] = stored.tasks[rows.start]
             continue
         seen[key] = len(trajectories)
-        trajectories.append({
-            "obs": torch.cat([stored.obs[rows], stored.next_obs[end:end + 1]]),
-            "actions": stored.actions[rows], "features": features, "rewards": stored.rewards[rows],
-            "task": stored.tasks[rows.start], "terminated": bool(stored.terminated[end] > 0), "stored": None,
-        })
+        trajectories.append(
+            {
+                "obs": torch.cat([stored.obs[rows], stored.next_obs[end : end + 1]]),
+                "actions": stored.actions[rows],
+                "features": features,
+                "rewards": stored.rewards[rows],
+                "task": stored.tasks[rows.start],
+                "terminated": bool(stored.terminated[end] > 0),
+                "stored": None,
+            }
+        )
     return trajectories
 
 
@@ -108,10 +116,15 @@ def to_batch(trajectories: list[dict]) -> TrajectoryBatch:
             out[i, : t[name].shape[0]] = t[name]
         return out
 
-    return TrajectoryBatch(obs=pad("obs", T + 1), actions=pad("actions", T), features=pad("features", T),
-                           rewards=pad("rewards", T), tasks=torch.stack([t["task"] for t in trajectories]).float(),
-                           lengths=torch.tensor([t["actions"].shape[0] for t in trajectories]),
-                           terminated=torch.tensor([t["terminated"] for t in trajectories]))
+    return TrajectoryBatch(
+        obs=pad("obs", T + 1),
+        actions=pad("actions", T),
+        features=pad("features", T),
+        rewards=pad("rewards", T),
+        tasks=torch.stack([t["task"] for t in trajectories]).float(),
+        lengths=torch.tensor([t["actions"].shape[0] for t in trajectories]),
+        terminated=torch.tensor([t["terminated"] for t in trajectories]),
+    )
 
 
 def fresh_trajectories(run: LoadedRun, count: int) -> TrajectoryBatch:
@@ -120,13 +133,15 @@ def fresh_trajectories(run: LoadedRun, count: int) -> TrajectoryBatch:
     from hindsight.train.collector import Collector
     from hindsight.train.trainer import make_envs
 
-    collector = Collector(make_envs(run.problem, run.seed, "render/relabel-env", count), run.problem.sizes.horizon,
-                          run.reward)
+    collector = Collector(
+        make_envs(run.problem, run.seed, "render/relabel-env", count), run.problem.sizes.horizon, run.reward
+    )
     tasks = run.problem.tasks.sample(count, make_generator(run.seed, "render/relabel-tasks"))
     policy_gen = make_generator(run.seed, "render/relabel-policy")
     with torch.no_grad():
-        return collector.collect(lambda obs, z: run.agent.act(obs, z, deterministic=False, generator=policy_gen,
-                                                              member=run.member), tasks)
+        return collector.collect(
+            lambda obs, z: run.agent.act(obs, z, deterministic=False, generator=policy_gen, member=run.member), tasks
+        )
 
 
 def run_air_cache(run: LoadedRun) -> dict | None:
@@ -138,21 +153,24 @@ def run_air_cache(run: LoadedRun) -> dict | None:
     try:
         relabeler.load_state_dict(run.state["relabeler"])
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-        raise RenderError(f"{run.checkpoint}: the relabeler's state does not fit its spec "
-                          f"({str(exc).splitlines()[0]})") from None
+        raise RenderError(
+            f"{run.checkpoint}: the relabeler's state does not fit its spec ({str(exc).splitlines()[0]})"
+        ) from None
     return relabeler.state_dict().get("cache")
 
 
-def choose_tasks(run: LoadedRun, batch: TrajectoryBatch, cache: dict | None, candidates: int
-                 ) -> tuple[dict[str, torch.Tensor], int]:
+def choose_tasks(
+    run: LoadedRun, batch: TrajectoryBatch, cache: dict | None, candidates: int
+) -> tuple[dict[str, torch.Tensor], int]:
     """The task each relabeler keeps (m = 1) for every trajectory: name -> [B, Z]; and AIR's cache size.
 
     AIR and advantage score the same K candidates (the batch's tasks plus the same fresh draws) with the
     member's value estimates; HER is included only when the task distribution has a goal part.
     """
     generator = torch.Generator()
-    ctx = RelabelContext(tasks=run.problem.tasks, reward=run.reward, agent=run.agent, generator=generator,
-                         member=run.member)
+    ctx = RelabelContext(
+        tasks=run.problem.tasks, reward=run.reward, agent=run.agent, generator=generator, member=run.member
+    )
     seed = derive_seed(run.seed, "render/relabel")
     sizes = run.problem.sizes
     cached = 0 if cache is None else int(cache["lengths"].shape[0])
@@ -160,7 +178,10 @@ def choose_tasks(run: LoadedRun, batch: TrajectoryBatch, cache: dict | None, can
     air = AIR(AIR.Params(candidates=k, keep=1, cache=cached + batch.num), sizes)
     if cache is not None:
         air.load_state_dict({**air.state_dict(), "cache": cache})
-    relabelers = {"AIR": air, "advantage": AdvantageRelabeling(AdvantageRelabeling.Params(candidates=k, keep=1), sizes)}
+    relabelers: dict[str, Relabeler] = {
+        "AIR": air,
+        "advantage": AdvantageRelabeling(AdvantageRelabeling.Params(candidates=k, keep=1), sizes),
+    }
     if isinstance(run.problem.tasks, GoalTasks):
         relabelers["HER"] = HER(HER.Params(keep=1), sizes)
     chosen = {}
@@ -201,19 +222,27 @@ def relabel_picture(run: LoadedRun, path: Path, count: int = 4, candidates: int 
     columns = [batch.tasks]
     if any(t is not None for t in stored_tasks):
         names.append("stored")
-        columns.append(torch.stack([t if t is not None else torch.full_like(batch.tasks[0], float("nan"))
-                                    for t in stored_tasks]))
+        columns.append(
+            torch.stack([t if t is not None else torch.full_like(batch.tasks[0], float("nan")) for t in stored_tasks])
+        )
     names += list(chosen)
     columns += list(chosen.values())
-    variants = torch.stack(columns, 1).float()                                   # [B, V, Z]
+    variants = torch.stack(columns, 1).float()  # [B, V, Z]
     safe = torch.nan_to_num(variants)
-    rewards = run.reward.reward(batch.features, batch.actions, safe)             # [B, V, T]
+    rewards = run.reward.reward(batch.features, batch.actions, safe)  # [B, V, T]
     returns = discounted_returns(rewards, batch.mask[:, None], run.agent.gamma)  # [B, V]
 
-    _draw(run.view(), batch, names, variants, returns, path,
-          f"{run.spec.run.name or run.kind}, epoch {run.state.get('epoch', '?')}: {batch.num} trajectories {source}; "
-          f"K={max(candidates, batch.num)} candidates, AIR ranks among {cache_size}; R = discounted return"
-          + (f"; stored = the run's {run.spec.run.relabeler.kind!r} relabeling" if "stored" in names else ""))
+    _draw(
+        run.view(),
+        batch,
+        names,
+        variants,
+        returns,
+        path,
+        f"{run.spec.run.name or run.kind}, epoch {run.state.get('epoch', '?')}: {batch.num} trajectories {source}; "
+        f"K={max(candidates, batch.num)} candidates, AIR ranks among {cache_size}; R = discounted return"
+        + (f"; stored = the run's {run.spec.run.relabeler.kind!r} relabeling" if "stored" in names else ""),
+    )
     return {"source": source, "trajectories": batch.num, "cache": cache_size, "variants": names}
 
 
@@ -223,20 +252,29 @@ def _cache_of(trajectories: list[dict]) -> dict:
     return {"features": batch.features[:, :steps], "actions": batch.actions[:, :steps], "lengths": batch.lengths}
 
 
-def _draw(view: View, batch: TrajectoryBatch, names: list[str], variants: torch.Tensor,
-          returns: torch.Tensor, path: Path, title: str) -> None:
+def _draw(
+    view: View,
+    batch: TrajectoryBatch,
+    names: list[str],
+    variants: torch.Tensor,
+    returns: torch.Tensor,
+    path: Path,
+    title: str,
+) -> None:
     plt = _pyplot()
     B, V, Z = variants.shape
-    fig, axes = plt.subplots(B, 2, figsize=(8.0, 3.0 * B + 0.6), squeeze=False,
-                             gridspec_kw={"width_ratios": [1.15, 1]})
+    fig, axes = plt.subplots(B, 2, figsize=(8.0, 3.0 * B + 0.6), squeeze=False, gridspec_kw={"width_ratios": [1.15, 1]})
     labels = view.labels(Z)
     for b in range(B):
         length = int(batch.lengths[b])
-        shown = [(names[v], variants[b, v].numpy().astype(np.float64), float(returns[b, v]))
-                 for v in range(V) if not torch.isnan(variants[b, v]).any()]
+        shown = [
+            (names[v], variants[b, v].numpy().astype(np.float64), float(returns[b, v]))
+            for v in range(V)
+            if not torch.isnan(variants[b, v]).any()
+        ]
         view.draw_trajectory(axes[b, 0], batch.features[b, :length].numpy().astype(np.float64), shown)
         ax = axes[b, 1]
-        values = np.stack([view.bars(task) for _, task, _ in shown])           # [V', nbars]
+        values = np.stack([view.bars(task) for _, task, _ in shown])  # [V', nbars]
         width = 0.8 / len(shown)
         x = np.arange(values.shape[1])
         for j, (name, _, _) in enumerate(shown):

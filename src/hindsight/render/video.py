@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
@@ -19,6 +20,8 @@ from hindsight.render.views import View
 from hindsight.rundir import RunDir
 
 if TYPE_CHECKING:
+    from PIL import ImageFont
+
     from hindsight.build import Problem
     from hindsight.protocols import Agent, EnvFamily, RewardFamily
     from hindsight.specs import ResolvedSpec
@@ -42,8 +45,10 @@ def check_rendering() -> None:
         mujoco.Physics.from_xml_string("<mujoco><worldbody><geom size='1'/></worldbody></mujoco>").render(16, 16)
     except Exception as exc:  # noqa: BLE001  (GL back-ends fail with many exception types)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RenderError(f"headless rendering does not work here (MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}: "
-                          f"{reason}); use MUJOCO_GL=egl or osmesa on a machine with that library") from None
+        raise RenderError(
+            f"headless rendering does not work here (MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}: "
+            f"{reason}); use MUJOCO_GL=egl or osmesa on a machine with that library"
+        ) from None
 
 
 @attrs.define
@@ -61,9 +66,9 @@ class LoadedRun:
         control_dt: seconds per env step.
     """
 
-    spec: "ResolvedSpec"
-    problem: "Problem"
-    agent: "Agent"
+    spec: ResolvedSpec
+    problem: Problem
+    agent: Agent
     member: int
     state: dict
     checkpoint: Path
@@ -79,11 +84,11 @@ class LoadedRun:
         return self.spec.run.seed
 
     @property
-    def family(self) -> "EnvFamily":
+    def family(self) -> EnvFamily:
         return self.problem.family
 
     @property
-    def reward(self) -> "RewardFamily":
+    def reward(self) -> RewardFamily:
         return self.problem.reward
 
     def view(self) -> View:
@@ -134,8 +139,10 @@ def load_run(run_dir: Path, checkpoint: Path | None = None) -> LoadedRun:
     seeds = spec.run.member_seeds
     seed = seeds[0] if len(seeds) == 1 else _directory_seed(directory)
     if seed is None:
-        raise RenderError(f"{path}: a population of seeds {seeds}; name one member's directory, "
-                          f"e.g. {path.parent / f'seed{seeds[0]}'}")
+        raise RenderError(
+            f"{path}: a population of seeds {seeds}; name one member's directory, "
+            f"e.g. {path.parent / f'seed{seeds[0]}'}"
+        )
     if seed not in seeds:
         raise RenderError(f"{path}: trains seeds {seeds}, not the seed {seed} of {run_dir}")
     index = seeds.index(seed)
@@ -186,8 +193,16 @@ class Episode:
 FrameSink = Callable[[np.ndarray], None]
 
 
-def rollout(run: LoadedRun, tasks, *, size: tuple[int, int] = (320, 240), max_steps: int | None = None,
-            every: int = 1, sink: FrameSink | None = None, shadows: bool = False) -> list[Episode]:
+def rollout(
+    run: LoadedRun,
+    tasks,
+    *,
+    size: tuple[int, int] = (320, 240),
+    max_steps: int | None = None,
+    every: int = 1,
+    sink: FrameSink | None = None,
+    shadows: bool = False,
+) -> list[Episode]:
     """The deterministic policy tanh(mu(s, z)) for one episode per task; frames go to ``sink`` if given.
 
     Each episode gives a frame at reset and after every ``every``-th step (and after its last step).
@@ -209,16 +224,12 @@ def rollout(run: LoadedRun, tasks, *, size: tuple[int, int] = (320, 240), max_st
         view.begin_episode(physics, z)
         camera = view.camera(physics, height, width) if sink is not None else None
         limit = run.family.horizon if max_steps is None else min(max_steps, run.family.horizon)
-        positions, features, rewards = [np.asarray(physics.data.qpos[:2], np.float64).copy()], [], []
+        positions = [np.asarray(physics.data.qpos[:2], np.float64).copy()]
+        features: list[np.ndarray] = []
+        rewards: list[float] = []
         text = _Overlay(run.kind, i, len(tasks), limit, z, view)
-
-        def frame(t: int) -> None:
-            view.before_frame(physics, camera)
-            image = camera.render(render_flag_overrides=flags)
-            sink(text.draw(image, t, float(np.sum(rewards))))
-
         if sink is not None:
-            frame(0)
+            _frame(sink, view, physics, camera, flags, text, 0, rewards)
         t = 0
         while not step.last() and t < limit:
             obs = torch.from_numpy(np.asarray(step.observation["observations"], np.float32))[None]
@@ -230,10 +241,27 @@ def rollout(run: LoadedRun, tasks, *, size: tuple[int, int] = (320, 240), max_st
             features.append(np.asarray(step.observation["features"], np.float64))
             positions.append(np.asarray(physics.data.qpos[:2], np.float64).copy())
             if sink is not None and (t % every == 0 or step.last() or t == limit):
-                frame(t)
-        episodes.append(Episode(z, np.stack(positions), np.stack(features) if features else np.zeros((0, 0)),
-                                np.asarray(rewards)))
+                _frame(sink, view, physics, camera, flags, text, t, rewards)
+        episodes.append(
+            Episode(z, np.stack(positions), np.stack(features) if features else np.zeros((0, 0)), np.asarray(rewards))
+        )
     return episodes
+
+
+def _frame(
+    sink: FrameSink,
+    view: View,
+    physics: Any,
+    camera: Any,
+    flags: dict[str, bool] | None,
+    text: _Overlay,
+    t: int,
+    rewards: list[float],
+) -> None:
+    """The frame at step t of an episode: the camera's image under the overlay, to ``sink``."""
+    view.before_frame(physics, camera)
+    image = camera.render(render_flag_overrides=flags)
+    sink(text.draw(image, t, float(np.sum(rewards))))
 
 
 def frames_per_episode(length: int, every: int) -> int:
@@ -252,8 +280,8 @@ class _Overlay:
         self.limit = limit
         self.z = "z = [" + ", ".join(f"{v:.2f}" for v in task) + "]"
         self.readout = view.describe(task)
-        self.font_size = None
-        self._font = None
+        self.font_size: int | None = None
+        self._font: ImageFont.FreeTypeFont | ImageFont.ImageFont | None = None
         self._fonts = ImageFont
 
     def font(self, height: int):
@@ -308,8 +336,16 @@ class VideoWriter:
         if path.suffix.lower() == ".mp4":
             import imageio.v2 as imageio
 
-            self._mp4 = imageio.get_writer(str(path), format="FFMPEG", mode="I", fps=fps, codec="libx264",
-                                           quality=7, macro_block_size=2, ffmpeg_log_level="error")
+            self._mp4 = imageio.get_writer(
+                str(path),
+                format="FFMPEG",
+                mode="I",
+                fps=fps,
+                codec="libx264",
+                quality=7,
+                macro_block_size=2,
+                ffmpeg_log_level="error",
+            )
 
     def __call__(self, frame: np.ndarray) -> None:
         self.count += 1
@@ -324,5 +360,12 @@ class VideoWriter:
         if self._mp4 is not None:
             self._mp4.close()
         elif self._gif:
-            self._gif[0].save(self.path, save_all=True, append_images=self._gif[1:], loop=0, optimize=False,
-                              duration=max(20, int(round(1000 / self.fps))), disposal=1)
+            self._gif[0].save(
+                self.path,
+                save_all=True,
+                append_images=self._gif[1:],
+                loop=0,
+                optimize=False,
+                duration=max(20, int(round(1000 / self.fps))),
+                disposal=1,
+            )

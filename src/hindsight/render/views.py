@@ -12,8 +12,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 # Colours of the task variants in the relabeling picture (original, then each relabeler).
-VARIANT_COLORS = {"original": "#222222", "stored": "#8c564b", "AIR": "#ff7f0e", "advantage": "#1f77b4",
-                  "HER": "#2ca02c"}
+VARIANT_COLORS = {
+    "original": "#222222",
+    "stored": "#8c564b",
+    "AIR": "#ff7f0e",
+    "advantage": "#1f77b4",
+    "HER": "#2ca02c",
+}
 
 
 def add_geom(scene, geom_type: int, size, pos, rgba, mat=None) -> Any:
@@ -22,11 +27,12 @@ def add_geom(scene, geom_type: int, size, pos, rgba, mat=None) -> Any:
 
     if scene.ngeom >= scene.maxgeom:
         return None
-    scene.ngeom += 1                    # ``scene.geoms`` only exposes the first ngeom entries
+    scene.ngeom += 1  # ``scene.geoms`` only exposes the first ngeom entries
     geom = scene.geoms[scene.ngeom - 1]
     mat = np.eye(3).flatten() if mat is None else np.asarray(mat, np.float64).flatten()
-    mujoco.mjv_initGeom(geom, geom_type, np.asarray(size, np.float64), np.asarray(pos, np.float64), mat,
-                        np.asarray(rgba, np.float32))
+    mujoco.mjv_initGeom(
+        geom, geom_type, np.asarray(size, np.float64), np.asarray(pos, np.float64), mat, np.asarray(rgba, np.float32)
+    )
     geom.category = mujoco.mjtCatBit.mjCAT_DECOR
     return geom
 
@@ -37,8 +43,9 @@ def add_arrow(scene, start, end, width: float, rgba) -> None:
 
     geom = add_geom(scene, mujoco.mjtGeom.mjGEOM_ARROW, [width, width, 1.0], start, rgba)
     if geom is not None:
-        mujoco.mjv_connector(geom, mujoco.mjtGeom.mjGEOM_ARROW, width, np.asarray(start, np.float64),
-                             np.asarray(end, np.float64))
+        mujoco.mjv_connector(
+            geom, mujoco.mjtGeom.mjGEOM_ARROW, width, np.asarray(start, np.float64), np.asarray(end, np.float64)
+        )
 
 
 class View:
@@ -89,6 +96,10 @@ class View:
         """Names of the bars."""
         return list(self.bar_labels) if self.bar_labels else [f"z{i}" for i in range(task_dim)]
 
+    def draw_top_down(self, ax: Any, positions: np.ndarray, task: np.ndarray, ret: float) -> None:
+        """Views with ``top_down``: one episode's panel of its path (positions [T + 1, 2]) under its task."""
+        raise NotImplementedError(f"{type(self).__name__} draws no top-down picture")
+
     def draw_trajectory(self, ax, features: np.ndarray, variants: list[tuple[str, np.ndarray, float]]) -> None:
         """Draw one trajectory (features [T, F]) with each variant (name, task [Z], return)."""
         steps = np.arange(features.shape[0])
@@ -112,7 +123,7 @@ class PointView(View):
         from dm_control.mujoco import engine
 
         camera = engine.MovableCamera(physics, height, width, scene_callback=self.decorate)
-        camera.set_pose(np.zeros(3), 2.2, 90.0, -90.0)   # straight down, x to the right, y up
+        camera.set_pose(np.zeros(3), 2.2, 90.0, -90.0)  # straight down, x to the right, y up
         return camera
 
     def before_frame(self, physics, camera) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -12,25 +11,38 @@ from rich.console import Console
 from hindsight.console import fail
 
 
-class Backend(str, Enum):
+class Backend(StrEnum):
     """Where a study's runs execute."""
 
     local = "local"
     ray = "ray"
 
 
-def study(study_file: Path = typer.Argument(..., help="study spec (YAML): a base run spec plus a grid"),
-          backend: Backend = typer.Option(Backend.local, help="local: worker processes here; ray: Ray tasks"),
-          workers: int = typer.Option(2, min=1, help="jobs (runs or populations) at once"),
-          population: Optional[int] = typer.Option(None, min=1, help="train up to N seeds of a configuration "
-                                                   "together as one population run (default: the study's "
-                                                   "`population`, else 1)"),
-          set_: list[str] = typer.Option([], "--set", help="override: dotted.path=value for the base run spec, "
-                                         "or grid.dotted.path=LIST (a YAML list) to replace a grid axis (repeatable)"),
-          out_dir: Optional[Path] = typer.Option(None, "--out", help="study directory (default runs/studies/<name>)"),
-          address: Optional[str] = typer.Option(None, help="Ray cluster address (ray backend; default: start Ray "
-                                                "locally); the study directory must be shared with its nodes"),
-          dry_run: bool = typer.Option(False, "--dry-run", help="validate and list the runs without training")) -> None:
+def study(
+    study_file: Path = typer.Argument(..., help="study spec (YAML): a base run spec plus a grid"),
+    backend: Backend = typer.Option(Backend.local, help="local: worker processes here; ray: Ray tasks"),
+    workers: int = typer.Option(2, min=1, help="jobs (runs or populations) at once"),
+    population: int | None = typer.Option(
+        None,
+        min=1,
+        help="train up to N seeds of a configuration "
+        "together as one population run (default: the study's "
+        "`population`, else 1)",
+    ),
+    set_: list[str] = typer.Option(
+        [],
+        "--set",
+        help="override: dotted.path=value for the base run spec, "
+        "or grid.dotted.path=LIST (a YAML list) to replace a grid axis (repeatable)",
+    ),
+    out_dir: Path | None = typer.Option(None, "--out", help="study directory (default runs/studies/<name>)"),
+    address: str | None = typer.Option(
+        None,
+        help="Ray cluster address (ray backend; default: start Ray "
+        "locally); the study directory must be shared with its nodes",
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="validate and list the runs without training"),
+) -> None:
     """Train every run of a study's grid, skipping finished runs; a failed run does not stop the others."""
     from hindsight.registry import RegistryError
     from hindsight.specs import SpecError
@@ -58,8 +70,11 @@ def study(study_file: Path = typer.Argument(..., help="study spec (YAML): a base
         jobs = plan_jobs(statuses, out, size)
         packed = sum(len(job.statuses) for job in jobs if job.members is not None)
         populations = sum(job.members is not None for job in jobs)
-        console.print(f"{len(runs)} runs in {out / RUNS_DIR}"
-                      + (f"; {packed} of them to train in {populations} populations" if packed else ""), soft_wrap=True)
+        console.print(
+            f"{len(runs)} runs in {out / RUNS_DIR}"
+            + (f"; {packed} of them to train in {populations} populations" if packed else ""),
+            soft_wrap=True,
+        )
         return
     try:
         statuses = run_study(plan, runs, out, backend.value, workers, address, console, population=size)
@@ -76,11 +91,18 @@ def study(study_file: Path = typer.Argument(..., help="study spec (YAML): a base
         raise typer.Exit(1)
 
 
-def report(study_dirs: list[Path] = typer.Argument(..., help="study directories written by `hindsight study`"),
-           out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default: <first STUDY_DIR>/report)"),
-           fraction: float = typer.Option(0.9, min=0.0, max=1.0, help="sample efficiency: env steps to reach this "
-                                          "fraction of the way from the first evaluation to the best final return"),
-           resamples: int = typer.Option(1000, min=1, help="bootstrap resamples for the 95% intervals")) -> None:
+def report(
+    study_dirs: list[Path] = typer.Argument(..., help="study directories written by `hindsight study`"),
+    out_dir: Path | None = typer.Option(None, "--out", help="output folder (default: <first STUDY_DIR>/report)"),
+    fraction: float = typer.Option(
+        0.9,
+        min=0.0,
+        max=1.0,
+        help="sample efficiency: env steps to reach this "
+        "fraction of the way from the first evaluation to the best final return",
+    ),
+    resamples: int = typer.Option(1000, min=1, help="bootstrap resamples for the 95% intervals"),
+) -> None:
     """Learning curves (PNG, SVG) and tables of final return and sample efficiency (Markdown, CSV)."""
     from hindsight.studies.report import ReportError, write_report
 

@@ -48,12 +48,12 @@ class MethodResult:
     family: str
     method: str
     seeds: int
-    steps: np.ndarray        # [P] common env-step grid
-    mean: np.ndarray         # [P] mean eval return over seeds
-    low: np.ndarray          # [P] 95% bootstrap band
+    steps: np.ndarray  # [P] common env-step grid
+    mean: np.ndarray  # [P] mean eval return over seeds
+    low: np.ndarray  # [P] 95% bootstrap band
     high: np.ndarray
     final: tuple[float, float, float]  # mean, low, high of the final return
-    first: float             # mean first-evaluation return
+    first: float  # mean first-evaluation return
     steps_to_target: int | None = None
     target: float | None = None
 
@@ -72,15 +72,18 @@ def load_curves(study_dirs: list[Path]) -> tuple[list[Curve], list[str]]:
             if done < run["epochs"] or not evals:
                 missing.append(f"{study_dir.name}/{run['id']} ({done} of {run['epochs']} epochs)")
                 continue
-            steps, returns = (np.asarray(v, dtype=float) for v in zip(*evals))
-            curves.append(Curve(run["family"], run["method"], run["seed"], steps, returns,
-                                study_dir / RUNS_DIR / run["id"]))
+            steps, returns = (np.asarray(v, dtype=float) for v in zip(*evals, strict=True))
+            curves.append(
+                Curve(run["family"], run["method"], run["seed"], steps, returns, study_dir / RUNS_DIR / run["id"])
+            )
     if not curves:
         raise ReportError("no finished runs to report on" + (f"; unfinished: {', '.join(missing)}" if missing else ""))
     return curves, missing
 
 
-def bootstrap(values: np.ndarray, resamples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bootstrap(
+    values: np.ndarray, resamples: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean over axis 0 (seeds) and its 95% percentile-bootstrap interval."""
     index = rng.integers(0, values.shape[0], (resamples, values.shape[0]))
     means = values[index].mean(axis=1)
@@ -99,12 +102,12 @@ def summarize(curves: list[Curve], fraction: float, resamples: int, seed: int = 
         stop = min(c.steps[-1] for c in group)
         grid = np.unique(np.concatenate([c.steps for c in group]))
         grid = grid[(grid >= start) & (grid <= stop)]
-        values = np.stack([np.interp(grid, c.steps, c.returns) for c in group])       # [seeds, P]
+        values = np.stack([np.interp(grid, c.steps, c.returns) for c in group])  # [seeds, P]
         mean, low, high = bootstrap(values, resamples, rng)
-        final = bootstrap(np.array([c.returns[-1] for c in group]), resamples, rng)
+        final_mean, final_low, final_high = bootstrap(np.array([c.returns[-1] for c in group]), resamples, rng)
+        final = (float(final_mean), float(final_low), float(final_high))
         first = float(np.mean([c.returns[0] for c in group]))
-        results.append(MethodResult(family, method, len(group), grid, mean, low, high,
-                                    tuple(float(x) for x in final), first))
+        results.append(MethodResult(family, method, len(group), grid, mean, low, high, final, first))
     out = []
     for family in dict.fromkeys(r.family for r in results):
         members = [r for r in results if r.family == family]
@@ -130,7 +133,7 @@ def plot(results: list[MethodResult], path_stem: Path) -> list[Path]:
     fig = Figure(figsize=(4.8 * cols, 3.6 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     handles = {}
-    for ax, family in zip(axes, families):
+    for ax, family in zip(axes, families, strict=False):
         members = [r for r in results if r.family == family]
         for r in members:
             (handles[r.method],) = ax.plot(r.steps, r.mean, color=colors[r.method], label=r.method, linewidth=1.8)
@@ -142,7 +145,7 @@ def plot(results: list[MethodResult], path_stem: Path) -> list[Path]:
         ax.set_ylabel("eval return")
         ax.grid(alpha=0.3)
         ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
-    for ax in axes[len(families):]:
+    for ax in axes[len(families) :]:
         ax.set_visible(False)
     widest = max(len(m) for m in handles) + 5  # characters, the line sample included
     ncol = max(1, min(len(handles), int(fig.get_figwidth() / (0.085 * widest))))
@@ -159,19 +162,30 @@ def _steps(value: int | None) -> str:
 
 def markdown(results: list[MethodResult], missing: list[str], fraction: float, figure: str) -> str:
     """The tables, one per family, with how they were computed."""
-    lines = ["# Study report", "",
-             f"Final return: mean over seeds of each seed's last evaluation, with a 95% bootstrap interval. "
-             f"Steps to {fraction:.0%}: env steps at which the method's mean curve first reaches "
-             f"first + {fraction:g} x (best - first), where best is the best method's final return and first "
-             f"the family's mean first-evaluation return.", "", f"![learning curves]({figure})", ""]
+    lines = [
+        "# Study report",
+        "",
+        f"Final return: mean over seeds of each seed's last evaluation, with a 95% bootstrap interval. "
+        f"Steps to {fraction:.0%}: env steps at which the method's mean curve first reaches "
+        f"first + {fraction:g} x (best - first), where best is the best method's final return and first "
+        f"the family's mean first-evaluation return.",
+        "",
+        f"![learning curves]({figure})",
+        "",
+    ]
     for family in dict.fromkeys(r.family for r in results):
         members = [r for r in results if r.family == family]
-        lines += [f"## {family} (target return {members[0].target:.3f})", "",
-                  f"| method | seeds | final return | 95% interval | steps to {fraction:.0%} |",
-                  "|---|---:|---:|---|---:|"]
+        lines += [
+            f"## {family} (target return {members[0].target:.3f})",
+            "",
+            f"| method | seeds | final return | 95% interval | steps to {fraction:.0%} |",
+            "|---|---:|---:|---|---:|",
+        ]
         for r in members:
             mean, low, high = r.final
-            lines.append(f"| {r.method} | {r.seeds} | {mean:.3f} | [{low:.3f}, {high:.3f}] | {_steps(r.steps_to_target)} |")
+            lines.append(
+                f"| {r.method} | {r.seeds} | {mean:.3f} | [{low:.3f}, {high:.3f}] | {_steps(r.steps_to_target)} |"
+            )
         lines.append("")
     if missing:
         lines += ["Left out (unfinished or failed): " + ", ".join(missing), ""]
@@ -194,11 +208,31 @@ def write_csv(results: list[MethodResult], path: Path, fraction: float) -> None:
     """One row per (family, method)."""
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["family", "method", "seeds", "final_return_mean", "final_return_low", "final_return_high",
-                         "fraction", "target_return", "steps_to_target"])
+        writer.writerow(
+            [
+                "family",
+                "method",
+                "seeds",
+                "final_return_mean",
+                "final_return_low",
+                "final_return_high",
+                "fraction",
+                "target_return",
+                "steps_to_target",
+            ]
+        )
         for r in results:
-            writer.writerow([r.family, r.method, r.seeds, *(f"{x:.6g}" for x in r.final), fraction,
-                             f"{r.target:.6g}", "" if r.steps_to_target is None else r.steps_to_target])
+            writer.writerow(
+                [
+                    r.family,
+                    r.method,
+                    r.seeds,
+                    *(f"{x:.6g}" for x in r.final),
+                    fraction,
+                    f"{r.target:.6g}",
+                    "" if r.steps_to_target is None else r.steps_to_target,
+                ]
+            )
 
 
 def write_report(study_dirs: list[Path], out: Path, fraction: float = 0.9, resamples: int = 1000) -> dict[str, Any]:

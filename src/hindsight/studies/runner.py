@@ -9,8 +9,9 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import attrs
 import yaml
@@ -88,16 +89,19 @@ def _train(spec: Any, job: RunDir, members: list[RunDir] | None) -> None:
     from hindsight.train.run import execute, spec_mismatch
 
     saved = job.read_spec()
-    if (saved is None or spec_mismatch(saved, spec.to_dict())
-            or any(member.population() != RunDir(job.path.resolve()) for member in members or [])):
+    if (
+        saved is None
+        or spec_mismatch(saved, spec.to_dict())
+        or any(member.population() != RunDir(job.path.resolve()) for member in members or [])
+    ):
         for path in (job.metrics, job.checkpoint):
-            path.unlink(missing_ok=True)   # without the checkpoint, execute starts every member afresh
+            path.unlink(missing_ok=True)  # without the checkpoint, execute starts every member afresh
     job.error.unlink(missing_ok=True)
     if members is None:
-        job.population_pointer.unlink(missing_ok=True)   # the run is its own now, not a population's member
+        job.population_pointer.unlink(missing_ok=True)  # the run is its own now, not a population's member
     for member in members or []:
         member.path.mkdir(parents=True, exist_ok=True)
-        for path in (member.checkpoint, member.error):   # a plain run's checkpoint there is superseded
+        for path in (member.checkpoint, member.error):  # a plain run's checkpoint there is superseded
             path.unlink(missing_ok=True)
         member.point_to_population(job, spec.run.seeds)
     execute(spec, job, progress=False, resume=True, members=None if members is None else [m.path for m in members])
@@ -183,8 +187,9 @@ class RayBackend:
         self._owns = not ray.is_initialized()
         if self._owns:
             try:
-                ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
-                         log_to_driver=False)
+                ray.init(
+                    address=address, num_cpus=None if address else workers, include_dashboard=False, log_to_driver=False
+                )
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise BackendError(f"cannot start Ray{f' at {address}' if address else ''}: {exc}") from None
         self.threads = 1
@@ -229,7 +234,7 @@ class RunStatus:
     started: float | None = None
     seconds: float = 0.0
     error: str | None = None
-    population: str | None = None   # the population job that trains it, if any
+    population: str | None = None  # the population job that trains it, if any
 
     def refresh(self, run_dir: Path) -> None:
         """Read the latest epoch, env steps and eval return from the run's metrics file."""
@@ -242,15 +247,29 @@ class RunStatus:
             self.seconds = time.monotonic() - self.started
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.run.manifest(), "state": self.state, "epoch": self.epoch, "env_steps": self.env_steps,
-                "eval_return": self.eval_return, "seconds": round(self.seconds, 1), "error": self.error,
-                "population": self.population}
+        return {
+            **self.run.manifest(),
+            "state": self.state,
+            "epoch": self.epoch,
+            "env_steps": self.env_steps,
+            "eval_return": self.eval_return,
+            "seconds": round(self.seconds, 1),
+            "error": self.error,
+            "population": self.population,
+        }
 
     def cells(self) -> list[str]:
         """The progress line: run, state, epoch, env steps, last eval return, time, error."""
         ret = "-" if self.eval_return is None else f"{self.eval_return:.3f}"
-        return [self.run.id, self.state, f"{self.epoch}/{self.run.spec.run.train.epochs}", f"{self.env_steps:,}",
-                ret, f"{self.seconds:.0f}s", self.error or ""]
+        return [
+            self.run.id,
+            self.state,
+            f"{self.epoch}/{self.run.spec.run.train.epochs}",
+            f"{self.env_steps:,}",
+            ret,
+            f"{self.seconds:.0f}s",
+            self.error or "",
+        ]
 
     def line(self) -> str:
         """The progress line as plain text, for logs."""
@@ -260,7 +279,7 @@ class RunStatus:
 
 
 def _shorten(text: str, width: int = 100) -> str:
-    return text if len(text) <= width else text[:width - 3] + "..."
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 _STYLE = {"done": "green", "skipped": "dim", "failed": "red", "running": "yellow", "interrupted": "red"}
@@ -311,7 +330,7 @@ class Job:
     directory: Path
     spec: dict[str, Any]
     statuses: list[RunStatus]
-    members: list[Path] | None = None   # the members' run directories, for a population
+    members: list[Path] | None = None  # the members' run directories, for a population
 
     def start(self, engine: Any) -> Any:
         return engine.start(self.spec, self.directory, self.members)
@@ -340,7 +359,7 @@ def plan_jobs(statuses: list[RunStatus], out: Path, population: int = 1) -> list
     jobs = []
     for group in groups.values():
         for start in range(0, len(group), population):
-            chunk = group[start:start + population]
+            chunk = group[start : start + population]
             if len(chunk) == 1:
                 run = chunk[0].run
                 jobs.append(Job(run.id, out / RUNS_DIR / run.id, run.spec.to_dict(), chunk))
@@ -349,8 +368,15 @@ def plan_jobs(statuses: list[RunStatus], out: Path, population: int = 1) -> list
             job_id = f"{chunk[0].run.config},seed={seeds}" if chunk[0].run.config else f"seed={seeds}"
             for status in chunk:
                 status.population = job_id
-            jobs.append(Job(job_id, out / POPULATIONS_DIR / job_id, _population_spec([s.run for s in chunk]), chunk,
-                            [out / RUNS_DIR / s.run.id for s in chunk]))
+            jobs.append(
+                Job(
+                    job_id,
+                    out / POPULATIONS_DIR / job_id,
+                    _population_spec([s.run for s in chunk]),
+                    chunk,
+                    [out / RUNS_DIR / s.run.id for s in chunk],
+                )
+            )
     return sorted(jobs, key=lambda job: job.statuses[0].run.seed)
 
 
@@ -359,9 +385,18 @@ def make_backend(name: str, workers: int, address: str | None = None) -> LocalBa
     return RayBackend(workers, address) if name == "ray" else LocalBackend(workers)
 
 
-def run_study(study: Study, runs: list[PlannedRun], out: Path, backend: str = "local", workers: int = 2,
-              address: str | None = None, console: Console | None = None, poll_s: float = 0.5,
-              report_s: float = 60.0, population: int | None = None) -> list[RunStatus]:
+def run_study(
+    study: Study,
+    runs: list[PlannedRun],
+    out: Path,
+    backend: str = "local",
+    workers: int = 2,
+    address: str | None = None,
+    console: Console | None = None,
+    poll_s: float = 0.5,
+    report_s: float = 60.0,
+    population: int | None = None,
+) -> list[RunStatus]:
     """Run every unfinished run, at most ``workers`` jobs at once, seed by seed; returns each run's final status.
 
     ``population`` (default: the study's) packs up to that many seeds of a configuration into one
@@ -378,8 +413,10 @@ def run_study(study: Study, runs: list[PlannedRun], out: Path, backend: str = "l
     running: dict[str, tuple[Job, Any]] = {}
 
     def save() -> None:
-        _write_json(out / STATUS_FILE, {"study": study.name, "backend": backend, "updated": time.time(),
-                                        "runs": [s.to_dict() for s in statuses]})
+        _write_json(
+            out / STATUS_FILE,
+            {"study": study.name, "backend": backend, "updated": time.time(), "runs": [s.to_dict() for s in statuses]},
+        )
 
     def changed(status: RunStatus) -> None:
         save()
@@ -396,6 +433,7 @@ def run_study(study: Study, runs: list[PlannedRun], out: Path, backend: str = "l
     try:
         with live or contextlib.nullcontext():
             while pending or running:
+                assert engine is not None  # made whenever a job was pending
                 while pending and len(running) < workers:
                     job = pending.pop(0)
                     for status in job.statuses:
@@ -423,6 +461,7 @@ def run_study(study: Study, runs: list[PlannedRun], out: Path, backend: str = "l
                             changed(status)
     except KeyboardInterrupt:
         for job, handle in running.values():
+            assert engine is not None  # made whenever a job was pending
             engine.cancel(handle)
             for status in job.statuses:
                 status.state, status.error = "interrupted", "interrupted by the user"

@@ -24,6 +24,7 @@ import hashlib
 import itertools
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ class Study:
     base: dict[str, Any]
     grid: dict[str, list[Any]]
     population: int = 1
-    base_dir: str | None = None   # where the base spec's plugins are looked for (its file's folder)
+    base_dir: str | None = None  # where the base spec's plugins are looked for (its file's folder)
 
     def to_dict(self) -> dict[str, Any]:
         """The study as a self-contained study file (base inlined)."""
@@ -89,8 +90,14 @@ class PlannedRun:
 
     def manifest(self) -> dict[str, Any]:
         """What the report needs to know about this run, as plain data."""
-        return {"id": self.id, "method": self.method, "family": self.family, "seed": self.seed,
-                "group": self.group, "epochs": self.spec.run.train.epochs}
+        return {
+            "id": self.id,
+            "method": self.method,
+            "family": self.family,
+            "seed": self.seed,
+            "group": self.group,
+            "epochs": self.spec.run.train.epochs,
+        }
 
 
 def _flow(value: Any) -> str:
@@ -123,7 +130,7 @@ def _is_method_axis(path: str) -> bool:
     return path != "seed" and path.split(".")[0] != "env"
 
 
-def load_study(path: str | Path, overrides: list[str] = ()) -> Study:
+def load_study(path: str | Path, overrides: Sequence[str] = ()) -> Study:
     """Read a study file; ``grid.PATH=[...]`` overrides replace a grid axis, the others apply to the base."""
     path = Path(path)
     raw = read_yaml(path)
@@ -132,7 +139,7 @@ def load_study(path: str | Path, overrides: list[str] = ()) -> Study:
     grid_overrides = [o for o in overrides if o.startswith(GRID_PREFIX)]
     base_overrides = [o for o in overrides if not o.startswith(GRID_PREFIX)]
     for text in grid_overrides:
-        axis, sep, value = text[len(GRID_PREFIX):].partition("=")
+        axis, sep, value = text[len(GRID_PREFIX) :].partition("=")
         if not sep or not axis.strip():
             raise SpecError(f"--set {text!r}: expected grid.dotted.path=[values]")
         try:
@@ -176,9 +183,10 @@ def _validate(raw: dict[str, Any], where: str, base_dir: str | None) -> Resolved
 def expand(study: Study) -> list[PlannedRun]:
     """Every run of the grid, validated; a SpecError lists each distinct problem with the grid values at fault."""
     axes = list(study.grid)
-    runs, problems = [], []
+    runs: list[PlannedRun] = []
+    problems: list[str] = []
     for combo in itertools.product(*study.grid.values()):
-        assignment = dict(zip(axes, combo))
+        assignment = dict(zip(axes, combo, strict=True))
         run_id = ",".join(f"{axis}={_token(value)}" for axis, value in assignment.items()) or "base"
         config = ",".join(f"{axis}={_token(value)}" for axis, value in assignment.items() if axis != "seed")
         method_values = {a: v for a, v in assignment.items() if _is_method_axis(a)}
@@ -191,8 +199,14 @@ def expand(study: Study) -> list[PlannedRun]:
             continue
         group = f"{study.name}-{spec_hash(first.to_dict())}"
         tags = [*first.run.logging.wandb.tags, first.run.relabeler.kind, f"study:{study.name}"]
-        raw = apply_overrides(raw, [f"name={study.name}-{run_id}", f"logging.wandb.group={group}",
-                                    f"logging.wandb.tags={_flow(list(dict.fromkeys(tags)))}"])
+        raw = apply_overrides(
+            raw,
+            [
+                f"name={study.name}-{run_id}",
+                f"logging.wandb.group={group}",
+                f"logging.wandb.tags={_flow(list(dict.fromkeys(tags)))}",
+            ],
+        )
         resolved = _validate(raw, where, study.base_dir)
         if len(method_values) == 1:
             method = _flow(next(iter(method_values.values())))

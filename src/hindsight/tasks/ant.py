@@ -76,12 +76,12 @@ class DirectionReward:
 
     def reward(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
         """[B, K, T] rewards for features [B, T, F >= 2], actions [B, T, A], tasks [B, K, 1]."""
-        v = features[:, None, :, :2]                                             # [B, 1, T, 2]
-        speed = torch.linalg.vector_norm(v, dim=-1)                              # [B, 1, T]
-        theta = tasks[..., 0, None]                                              # [B, K, 1]
-        along = v[..., 0] * torch.cos(theta) + v[..., 1] * torch.sin(theta)      # [B, K, T]
+        v = features[:, None, :, :2]  # [B, 1, T, 2]
+        speed = torch.linalg.vector_norm(v, dim=-1)  # [B, 1, T]
+        theta = tasks[..., 0, None]  # [B, K, 1]
+        along = v[..., 0] * torch.cos(theta) + v[..., 1] * torch.sin(theta)  # [B, K, T]
         inside = along > math.cos(math.radians(self.params.cone_deg)) * speed
-        control = actions.clamp(-1.0, 1.0).square().sum(-1)[:, None]             # [B, 1, T]
+        control = actions.clamp(-1.0, 1.0).square().sum(-1)[:, None]  # [B, 1, T]
         return speed * inside - self.params.ctrl_cost * control + self.params.alive_bonus
 
 
@@ -107,8 +107,19 @@ class DirectionTask(MultiTaskTask):
     velocities U(-s, s) instead of s N(0, 1).
     """
 
-    def __init__(self, reward, feature_dim, horizon, random, *, healthy_z, position_noise, velocity_noise,
-                 uniform_velocity_noise=False, control_dt):
+    def __init__(
+        self,
+        reward,
+        feature_dim,
+        horizon,
+        random,
+        *,
+        healthy_z,
+        position_noise,
+        velocity_noise,
+        uniform_velocity_noise=False,
+        control_dt,
+    ):
         super().__init__(reward, feature_dim, horizon, random=random)
         self.healthy_z = healthy_z
         self.position_noise = position_noise
@@ -162,11 +173,20 @@ def ant_model() -> mj.MjModel:
     root.option.timestep = PHYSICS_DT
     root.default.motor.gear = [GEAR]
     root.find("body", "torso").add("freejoint", name="root")
-    root.asset.add("texture", name="grid", type="2d", builtin="checker", width=256, height=256,
-                   rgb1=[0.2, 0.3, 0.4], rgb2=[0.1, 0.15, 0.2])
+    root.asset.add(
+        "texture",
+        name="grid",
+        type="2d",
+        builtin="checker",
+        width=256,
+        height=256,
+        rgb1=[0.2, 0.3, 0.4],
+        rgb2=[0.1, 0.15, 0.2],
+    )
     root.asset.add("material", name="grid", texture="grid", texrepeat=[20, 20], reflectance=0.1)
-    root.worldbody.add("geom", name="floor", type="plane", size=[100, 100, 0.5], material="grid",
-                       friction=[1, 0.5, 0.5])
+    root.worldbody.add(
+        "geom", name="floor", type="plane", size=[100, 100, 0.5], material="grid", friction=[1, 0.5, 0.5]
+    )
     root.worldbody.add("light", name="light", pos=[0, 0, 4], dir=[0, 0, -1], directional=True)
     return mj.MjModel.from_xml_string(root.to_xml_string(), root.get_assets())
 
@@ -191,11 +211,13 @@ class DirectionView(View):
 
     def before_frame(self, physics, camera) -> None:
         # look across the task direction, from above, so that the arrow runs left to right on screen
+        assert self.task is not None  # set by begin_episode
         azimuth = math.degrees(float(self.task[0])) + 90.0
         camera.set_pose(self.torso(physics), self.DISTANCE, azimuth, -35.0)
 
     def decorate(self, physics, scene) -> None:
         x, y, _ = self.torso(physics)
+        assert self.task is not None  # set by begin_episode
         theta = float(self.task[0])
         heading = np.array([math.cos(theta), math.sin(theta), 0.0])
         start = np.array([x, y, 0.05]) + 0.5 * self.ARROW * heading
@@ -215,8 +237,12 @@ class DirectionView(View):
         scale = max(float(np.abs(path).max()), 0.5)
         for name, task, ret in variants:
             theta = float(task[0])
-            ax.annotate("", xy=(scale * math.cos(theta), scale * math.sin(theta)), xytext=(0, 0),
-                        arrowprops=dict(arrowstyle="->", color=VARIANT_COLORS.get(name, "k"), lw=1.5))
+            ax.annotate(
+                "",
+                xy=(scale * math.cos(theta), scale * math.sin(theta)),
+                xytext=(0, 0),
+                arrowprops=dict(arrowstyle="->", color=VARIANT_COLORS.get(name, "k"), lw=1.5),
+            )
             ax.plot([], [], color=VARIANT_COLORS.get(name, "k"), label=f"{name}  R={ret:.1f}")
         ax.set_xlim(-1.15 * scale, 1.15 * scale)
         ax.set_ylim(-1.15 * scale, 1.15 * scale)
@@ -245,6 +271,13 @@ class AntDirection(EnvFamily):
         return ant_model()
 
     def make_task(self, reward, seed: int, physics) -> AntTask:
-        return AntTask(reward, self.feature_dim, self.horizon, random=seed, healthy_z=HEALTHY_Z,
-                       position_noise=RESET_POSITION_NOISE, velocity_noise=RESET_VELOCITY_NOISE,
-                       control_dt=CONTROL_DT)
+        return AntTask(
+            reward,
+            self.feature_dim,
+            self.horizon,
+            random=seed,
+            healthy_z=HEALTHY_Z,
+            position_noise=RESET_POSITION_NOISE,
+            velocity_noise=RESET_VELOCITY_NOISE,
+            control_dt=CONTROL_DT,
+        )

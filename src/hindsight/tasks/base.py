@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import collections
 import copy
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import mujoco as mj
 import numpy as np
@@ -51,7 +51,7 @@ class MultiTaskTask(base.Task):
         self._feature_dim = feature_dim
         self.horizon = horizon
         self._task: np.ndarray | None = None
-        self._action = None
+        self._action: np.ndarray | None = None
         self._features = np.zeros(feature_dim)
         self.steps = 0
 
@@ -149,7 +149,11 @@ class EnvFamily(abc.ABC):
     Reward: ClassVar[type]
     features_name: ClassVar[str]
     feature_dim: ClassVar[int]
-    control_dt: ClassVar[float]
+    if TYPE_CHECKING:  # read only: a class attribute, or a property where the model sets it (Fetch)
+
+        @property
+        def control_dt(self) -> float: ...
+
     private_model: ClassVar[bool] = False
     view: ClassVar[type] = View
 

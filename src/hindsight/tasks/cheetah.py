@@ -68,7 +68,7 @@ class CheetahReward:
     class Params(Params):
         pass
 
-    def __init__(self, params: "CheetahReward.Params | None" = None):
+    def __init__(self, params: CheetahReward.Params | None = None):
         self.params = params or self.Params()
 
     def reward(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
@@ -76,8 +76,9 @@ class CheetahReward:
         feature), tasks [B, K, 4]."""
         return torch.einsum("btf,bkf->bkt", features, tasks)
 
-    def weighted_returns(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor,
-                         weights: torch.Tensor) -> torch.Tensor:
+    def weighted_returns(
+        self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
         """[B, K] sums of weights [B, T] times the rewards under tasks [K, 4]: linear in z, so the weighted
         feature sums [B, 4] times the tasks."""
         return torch.einsum("btf,bt->bf", features, weights) @ tasks.t()
@@ -101,6 +102,7 @@ class CheetahTask(MultiTaskTask):
     def features(self, physics) -> np.ndarray:
         qpos, qvel = physics.data.qpos, physics.data.qvel
         forward = (qpos[ROOTX] - self._x_before) / CONTROL_DT
+        assert self._action is not None  # set by before_step
         control = -CONTROL_COST * float(np.square(np.clip(self._action, -1.0, 1.0)).sum())
         return np.array([forward, control, qpos[ROOTZ], qvel[ROOTY]])
 
@@ -133,7 +135,7 @@ class CheetahView(View):
         return engine.Camera(physics, height, width, camera_id="side")
 
     def describe(self, task: np.ndarray) -> str:
-        return "  ".join(f"{n} {v:+.2f}" for n, v in zip(self.bar_labels, task))
+        return "  ".join(f"{n} {v:+.2f}" for n, v in zip(self.bar_labels, task, strict=False))
 
     def draw_trajectory(self, ax, features, variants) -> None:
         """The trajectory's mean features beside which the tasks' weights read as preferences."""

@@ -93,27 +93,28 @@ class FetchReward:
     class Params(Params):
         distance: Literal["gaussian", "indicator", "dense"] = Field(
             default="gaussian",
-            description="gaussian: scale * exp(-d^2 / 0.08^2); indicator: 1[d < 0.04]; dense: 0.2 - d")
+            description="gaussian: scale * exp(-d^2 / 0.08^2); indicator: 1[d < 0.04]; dense: 0.2 - d",
+        )
         scale: float = Field(default=1.0, gt=0, description="s of the gaussian distance term")
 
-    def __init__(self, params: "FetchReward.Params | None" = None):
+    def __init__(self, params: FetchReward.Params | None = None):
         self.params = params or self.Params()
 
     def reward(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
         """[B, K, T] rewards for features [B, T, 3] (gripper position after the step), actions [B, T, 4],
         tasks [B, K, 8]."""
-        p = features[:, None, :, :3]                                             # [B, 1, T, 3]
-        d = torch.linalg.vector_norm(p - tasks[:, :, None, 2:5], dim=-1)         # [B, K, T]
+        p = features[:, None, :, :3]  # [B, 1, T, 3]
+        d = torch.linalg.vector_norm(p - tasks[:, :, None, 2:5], dim=-1)  # [B, K, T]
         d_obstacle = torch.linalg.vector_norm(p - tasks[:, :, None, 5:8], dim=-1)
         if self.params.distance == "gaussian":
-            distance = self.params.scale * torch.exp(-d.square() / 0.08 ** 2)
+            distance = self.params.scale * torch.exp(-d.square() / 0.08**2)
         elif self.params.distance == "indicator":
             distance = (d < 0.04).to(d.dtype)
         else:
             distance = 0.2 - d
         energy = -torch.linalg.vector_norm(actions[..., :3].clamp(-1.0, 1.0), dim=-1)[:, None]  # [B, 1, T]
         safety = torch.log10(d_obstacle + 0.01) / 5
-        w = reacher_weights(tasks[..., 0], tasks[..., 1])[:, :, None]            # [B, K, 1, 3]
+        w = reacher_weights(tasks[..., 0], tasks[..., 1])[:, :, None]  # [B, K, 1, 3]
         return w[..., 0] * distance + w[..., 1] * energy + w[..., 2] * safety
 
 
@@ -129,7 +130,7 @@ class FetchTask(MultiTaskTask):
         model = physics.model
         weld = int(np.flatnonzero(model.eq_type == mj.mjtEq.mjEQ_WELD)[0])
         obj1, obj2 = model.eq_obj1id[weld], model.eq_obj2id[weld]
-        self._hand = obj2 if model.body_mocapid[obj1] != -1 else obj1   # the body welded to the mocap
+        self._hand = obj2 if model.body_mocapid[obj1] != -1 else obj1  # the body welded to the mocap
         self._grip = model.name2id("robot0:grip", "site")
         self._fingers = [model.jnt_qposadr[model.name2id(name, "joint")] for name in FINGERS]
         self._finger_dofs = [model.jnt_dofadr[model.name2id(name, "joint")] for name in FINGERS]
@@ -151,8 +152,12 @@ class FetchTask(MultiTaskTask):
         physics.step(SETUP_STEPS)
         data.qpos[self._fingers] = 0.0  # the blocked gripper, from the first observation on
         physics.forward()
-        return {"qpos": data.qpos.copy(), "qvel": data.qvel.copy(), "mocap_pos": data.mocap_pos.copy(),
-                "grip": data.site_xpos[self._grip].copy()}
+        return {
+            "qpos": data.qpos.copy(),
+            "qvel": data.qvel.copy(),
+            "mocap_pos": data.mocap_pos.copy(),
+            "grip": data.site_xpos[self._grip].copy(),
+        }
 
     def action_spec(self, physics):
         # The model has no actuators: the action moves the mocap body (xyz) plus an ignored gripper command.
@@ -165,7 +170,9 @@ class FetchTask(MultiTaskTask):
         data.mocap_pos[:] = self._initial["mocap_pos"]
         data.mocap_quat[0] = GRIPPER_ROTATION
         z = self.task
-        model.site_pos[self._goal_site] = self.initial_grip + z[2:5] - model.body_pos[model.site_bodyid[self._goal_site]]
+        model.site_pos[self._goal_site] = (
+            self.initial_grip + z[2:5] - model.body_pos[model.site_bodyid[self._goal_site]]
+        )
         model.site_pos[self._obstacle_site] = self.initial_grip + z[5:8]
 
     def apply_action(self, action: np.ndarray, physics) -> None:
@@ -186,8 +193,14 @@ class FetchTask(MultiTaskTask):
         data = physics.data
         velocity = np.zeros(6)
         mj.mj_objectVelocity(physics.model.ptr, data.ptr, mj.mjtObj.mjOBJ_SITE, self._grip, velocity, 0)
-        return np.concatenate([data.site_xpos[self._grip] - self.initial_grip, data.qpos[self._fingers],
-                               velocity[3:] * self._dt, data.qvel[self._finger_dofs] * self._dt])
+        return np.concatenate(
+            [
+                data.site_xpos[self._grip] - self.initial_grip,
+                data.qpos[self._fingers],
+                velocity[3:] * self._dt,
+                data.qvel[self._finger_dofs] * self._dt,
+            ]
+        )
 
     def features(self, physics) -> np.ndarray:
         return physics.data.site_xpos[self._grip] - self.initial_grip
@@ -196,8 +209,9 @@ class FetchTask(MultiTaskTask):
 def fetch_model() -> mj.MjModel:
     """gymnasium-robotics' FetchReach model plus an ``obstacle0`` site."""
     spec = mj.MjSpec.from_file(fetch_xml_path())
-    spec.worldbody.add_site(name="obstacle0", size=[0.02, 0.02, 0.02], rgba=[0.2, 0.2, 1.0, 1.0],
-                            type=mj.mjtGeom.mjGEOM_SPHERE)
+    spec.worldbody.add_site(
+        name="obstacle0", size=[0.02, 0.02, 0.02], rgba=[0.2, 0.2, 1.0, 1.0], type=mj.mjtGeom.mjGEOM_SPHERE
+    )
     return spec.compile()
 
 
@@ -224,6 +238,7 @@ class FetchView(View):
         import mujoco
 
         # translucent halos around the goal (green) and obstacle (blue) sites, placed from z (relative to start)
+        assert self.task is not None  # set by begin_episode
         for offset, rgba in ((self.task[2:5], (0.1, 0.8, 0.1, 0.35)), (self.task[5:8], (0.2, 0.3, 1.0, 0.35))):
             add_geom(scene, mujoco.mjtGeom.mjGEOM_SPHERE, [0.04, 0, 0], self.start + offset, rgba)
 
@@ -242,8 +257,9 @@ class FetchView(View):
         for name, task, ret in variants:
             color = VARIANT_COLORS.get(name, "k")
             filled = name == "original"
-            ax.plot(task[2], task[3], "*", ms=10, color=color, mfc=color if filled else "none",
-                    label=f"{name}  R={ret:.2f}")
+            ax.plot(
+                task[2], task[3], "*", ms=10, color=color, mfc=color if filled else "none", label=f"{name}  R={ret:.2f}"
+            )
             ax.plot(task[5], task[6], "X", ms=7, color=color, mfc=color if filled else "none")
         ax.set_aspect("equal")
         ax.tick_params(labelsize=6)
@@ -276,5 +292,6 @@ class FetchReach(EnvFamily):
         return fetch_model()
 
     def make_task(self, reward, seed: int, physics) -> FetchTask:
-        return FetchTask(reward, self.feature_dim, self.horizon, random=seed,
-                         action_noise=self.params.action_noise, physics=physics)
+        return FetchTask(
+            reward, self.feature_dim, self.horizon, random=seed, action_noise=self.params.action_noise, physics=physics
+        )

@@ -69,6 +69,14 @@ class HumanoidDirection(EnvFamily):
         return mj.MjModel.from_xml_string(*suite_humanoid.get_model_and_assets())
 
     def make_task(self, reward, seed: int, physics) -> DirectionTask:
-        return DirectionTask(reward, self.feature_dim, self.horizon, random=seed, healthy_z=HEALTHY_Z,
-                             position_noise=RESET_NOISE, velocity_noise=RESET_NOISE,
-                             uniform_velocity_noise=True, control_dt=CONTROL_DT)
+        return DirectionTask(
+            reward,
+            self.feature_dim,
+            self.horizon,
+            random=seed,
+            healthy_z=HEALTHY_Z,
+            position_noise=RESET_NOISE,
+            velocity_noise=RESET_NOISE,
+            uniform_velocity_noise=True,
+            control_dt=CONTROL_DT,
+        )

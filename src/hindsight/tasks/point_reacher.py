@@ -22,8 +22,8 @@ from hindsight.resources import env_asset
 from hindsight.specs import Params
 from hindsight.tasks.base import EnvFamily, MultiTaskTask, TaskSet
 
-CONTROL_DT = 0.1        # one Euler physics step per control step
-MAX_STEP_SPEED = 0.25   # per-step velocity bound of the reference dynamics
+CONTROL_DT = 0.1  # one Euler physics step per control step
+MAX_STEP_SPEED = 0.25  # per-step velocity bound of the reference dynamics
 ACCEL_PER_STEP = 1 / 20  # per-step velocity change for a unit action
 DISTANCE_CHUNK = 1 << 17  # point-centre distances per chunk in weighted_returns (float32: 512 KiB, in cache)
 
@@ -59,9 +59,11 @@ class PointReacherTasks(TaskSet):
 
     def goal_part(self) -> GoalPart:
         """The goal is (theta_g, r_g): the polar coordinates of a reached position."""
+
         def from_features(features: torch.Tensor) -> torch.Tensor:
             x, y = features[..., 0], features[..., 1]
             return torch.stack([torch.atan2(y, x), torch.hypot(x, y)], -1)
+
         return GoalPart(task_slice=slice(2, 4), from_features=from_features)
 
 
@@ -74,27 +76,29 @@ class PointReacherReward:
 
     class Params(Params):
         distance: Literal["dense", "sparse"] = Field(
-            default="dense", description="dense: 0.2 - |p - g|; sparse: scale * exp(-|p - g|^2 / 0.08^2)")
+            default="dense", description="dense: 0.2 - |p - g|; sparse: scale * exp(-|p - g|^2 / 0.08^2)"
+        )
         sparse_scale: float = Field(default=1.0, gt=0)
 
-    def __init__(self, params: "PointReacherReward.Params | None" = None):
+    def __init__(self, params: PointReacherReward.Params | None = None):
         self.params = params or self.Params()
 
-    def terms(self, features: torch.Tensor, actions: torch.Tensor,
-              tasks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def terms(
+        self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The unweighted terms for features [B, T, 2], actions [B, T, 2], tasks [B, K, 6]:
         distance [B, K, T], energy [B, 1, T] (task-independent), safety [B, K, T]."""
-        px, py = features[:, None, :, 0], features[:, None, :, 1]                   # [B, 1, T]
-        goal_x = (tasks[..., 3] * torch.cos(tasks[..., 2]))[..., None]              # [B, K, 1]
+        px, py = features[:, None, :, 0], features[:, None, :, 1]  # [B, 1, T]
+        goal_x = (tasks[..., 3] * torch.cos(tasks[..., 2]))[..., None]  # [B, K, 1]
         goal_y = (tasks[..., 3] * torch.sin(tasks[..., 2]))[..., None]
         obstacle_x = (tasks[..., 5] * torch.cos(tasks[..., 4]))[..., None]
         obstacle_y = (tasks[..., 5] * torch.sin(tasks[..., 4]))[..., None]
-        goal_dist = torch.hypot(px - goal_x, py - goal_y)                           # [B, K, T]
+        goal_dist = torch.hypot(px - goal_x, py - goal_y)  # [B, K, T]
         if self.params.distance == "dense":
             distance = 0.2 - goal_dist
         else:
-            distance = self.params.sparse_scale * torch.exp(goal_dist.square() / -0.08 ** 2)
-        energy = -torch.hypot(actions[..., 0], actions[..., 1])[:, None]            # [B, 1, T]
+            distance = self.params.sparse_scale * torch.exp(goal_dist.square() / -(0.08**2))
+        energy = -torch.hypot(actions[..., 0], actions[..., 1])[:, None]  # [B, 1, T]
         safety = torch.log10(torch.hypot(px - obstacle_x, py - obstacle_y) + 0.01) / 5
         return distance, energy, safety
 
@@ -104,21 +108,24 @@ class PointReacherReward:
         distance, energy, safety = self.terms(features, actions, tasks)
         return weights[:, :, 0] * distance + weights[:, :, 1] * energy + weights[:, :, 2] * safety
 
-    def weighted_returns(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor,
-                         weights: torch.Tensor) -> torch.Tensor:
+    def weighted_returns(
+        self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
         """[B, K] sums over t of weights [B, T] times the rewards under tasks [K, 6] (features [B, T, 2],
         actions [B, T, 2]). The energy term does not depend on the task; the distance and safety terms are
         weighted sums of functions of the distances to the K goals and K obstacles, computed in chunks of
         trajectories small enough for the [n, T, 2K] distances to stay in cache."""
         B, T, K = features.shape[0], features.shape[1], tasks.shape[0]
-        objective = reacher_weights(tasks[:, 0], tasks[:, 1])                               # [K, 3]
+        objective = reacher_weights(tasks[:, 0], tasks[:, 1])  # [K, 3]
         centres = polar_to_xy(torch.cat([tasks[:, 2], tasks[:, 4]]), torch.cat([tasks[:, 3], tasks[:, 5]]))
-        centres_x, centres_y = centres.t().contiguous()                                   # [2K]: goals, obstacles
+        centres_x, centres_y = centres.t().contiguous()  # [2K]: goals, obstacles
         rows = max(1, DISTANCE_CHUNK // max(2 * K * T, 1))
-        sums = [self._distance_sums(features[start:start + rows], centres_x, centres_y, weights[start:start + rows])
-                for start in range(0, B, rows)]
+        sums = [
+            self._distance_sums(features[start : start + rows], centres_x, centres_y, weights[start : start + rows])
+            for start in range(0, B, rows)
+        ]
         goal_sums, safety_sums = torch.cat(sums).split(K, dim=1) if sums else (weights.new_zeros(0, K),) * 2
-        energy = -(weights * torch.hypot(actions[..., 0], actions[..., 1])).sum(1, keepdim=True)    # [B, 1]
+        energy = -(weights * torch.hypot(actions[..., 0], actions[..., 1])).sum(1, keepdim=True)  # [B, 1]
         if self.params.distance == "dense":
             distance = 0.2 * weights.sum(1, keepdim=True) - goal_sums
         else:
@@ -126,19 +133,20 @@ class PointReacherReward:
         safety = safety_sums / (5 * math.log(10))
         return objective[:, 0] * distance + objective[:, 1] * energy + objective[:, 2] * safety
 
-    def _distance_sums(self, features: torch.Tensor, centres_x: torch.Tensor, centres_y: torch.Tensor,
-                       weights: torch.Tensor) -> torch.Tensor:
+    def _distance_sums(
+        self, features: torch.Tensor, centres_x: torch.Tensor, centres_y: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
         """[n, 2K]: weighted sums over t (weights [n, T]) of the goal term (|p - g| dense, exp(-|p - g|^2 /
         0.08^2) sparse) for the K goals, then of ln(|p - o| + 0.01) for the K obstacles; features
         [n, T, 2], centre coordinates [2K] each (goals, then obstacles), contiguous."""
         n, T, K = features.shape[0], features.shape[1], centres_x.shape[0] // 2
         dx = centres_x - features[..., 0].reshape(n * T, 1)  # [nT, 2K]; twice as fast as p - c here
         dy = centres_y - features[..., 1].reshape(n * T, 1)
-        field = dx.mul_(dx).addcmul_(dy, dy)                                                  # squared distances
+        field = dx.mul_(dx).addcmul_(dy, dy)  # squared distances
         if self.params.distance == "dense":
             field.sqrt_()
         else:
-            field[:, :K].div_(-0.08 ** 2).exp_()
+            field[:, :K].div_(-(0.08**2)).exp_()
             field[:, K:].sqrt_()
         field[:, K:].add_(0.01).log_()  # natural log: the caller scales the sums by 1 / ln 10
         return torch.bmm(weights[:, None, :], field.view(n, T, 2 * K))[:, 0]
@@ -152,9 +160,11 @@ class PointReacherTask(MultiTaskTask):
         physics.data.qvel[:] = 0.0
         z = self.task
         physics.model.site_pos[physics.model.name2id("goal", "site"), :2] = polar_to_xy(
-            torch.tensor(z[2]), torch.tensor(z[3])).numpy()
+            torch.tensor(z[2]), torch.tensor(z[3])
+        ).numpy()
         physics.model.site_pos[physics.model.name2id("obstacle", "site"), :2] = polar_to_xy(
-            torch.tensor(z[4]), torch.tensor(z[5])).numpy()
+            torch.tensor(z[4]), torch.tensor(z[5])
+        ).numpy()
 
     def apply_action(self, action: np.ndarray, physics) -> None:
         # Clip the control so the per-step velocity stays in [-0.25, 0.25] after this step, exactly as
@@ -199,9 +209,12 @@ class PointReacherView(PointView):
     def decorate_task(self, scene) -> None:
         import mujoco
 
+        assert self.task is not None  # set by begin_episode
         # rings around the sites make the goal and the obstacle visible at small sizes
-        for centre, rgba in ((self.goal(self.task), (0.1, 0.7, 0.1, 0.35)),
-                             (self.obstacle(self.task), (0.85, 0.1, 0.1, 0.35))):
+        for centre, rgba in (
+            (self.goal(self.task), (0.1, 0.7, 0.1, 0.35)),
+            (self.obstacle(self.task), (0.85, 0.1, 0.1, 0.35)),
+        ):
             add_geom(scene, mujoco.mjtGeom.mjGEOM_CYLINDER, [0.07, 0.002, 0], [centre[0], centre[1], 0.003], rgba)
 
     def describe(self, task: np.ndarray) -> str:
@@ -218,13 +231,14 @@ class PointReacherView(PointView):
         ax.plot(o[0], o[1], "X", ms=8 if filled else 7, color=color, mfc=color if filled else "none")
 
     def draw_trajectory(self, ax, features, variants) -> None:
-        positions = np.concatenate([np.zeros((1, 2)), features[:, :2]])   # features: position after each step
+        positions = np.concatenate([np.zeros((1, 2)), features[:, :2]])  # features: position after each step
         self.draw_path(ax, positions, color="#7f7f7f")
         for name, task, ret in variants:
             self.draw_task(ax, task, VARIANT_COLORS.get(name, "k"), f"{name}  R={ret:.2f}", filled=name == "original")
         ax.legend(fontsize=6, loc="lower left", framealpha=0.7)
-        self.square(ax, _extent(positions, [self.goal(t) for _, t, _ in variants] +
-                                [self.obstacle(t) for _, t, _ in variants]))
+        self.square(
+            ax, _extent(positions, [self.goal(t) for _, t, _ in variants] + [self.obstacle(t) for _, t, _ in variants])
+        )
         ax.set_title("goal * / obstacle X", fontsize=7)
 
     def draw_top_down(self, ax, positions: np.ndarray, task: np.ndarray, ret: float) -> None:
@@ -233,7 +247,7 @@ class PointReacherView(PointView):
         g, o = self.goal(task), self.obstacle(task)
         from matplotlib.patches import Circle
 
-        ax.add_patch(Circle(tuple(o), 0.05, color="#d62728", alpha=0.15))   # a halo, for visibility only
+        ax.add_patch(Circle(tuple(o), 0.05, color="#d62728", alpha=0.15))  # a halo, for visibility only
         self.draw_path(ax, positions)
         ax.plot(g[0], g[1], "*", ms=12, color="#2ca02c")
         ax.plot(o[0], o[1], "X", ms=9, color="#d62728")

@@ -52,16 +52,16 @@ class PointTrajectoryReward:
     class Params(Params):
         pass
 
-    def __init__(self, params: "PointTrajectoryReward.Params | None" = None):
+    def __init__(self, params: PointTrajectoryReward.Params | None = None):
         self.params = params or self.Params()
 
     def reward(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
         """[B, K, T] rewards for features [B, T, 2] (position before each step), actions [B, T, 2],
         tasks [B, K, 3]."""
-        x, y = features[:, None, :, 0], features[:, None, :, 1]                # [B, 1, T]
-        theta, d, amp = (tasks[..., i, None] for i in range(3))                 # [B, K, 1]
+        x, y = features[:, None, :, 0], features[:, None, :, 1]  # [B, 1, T]
+        theta, d, amp = (tasks[..., i, None] for i in range(3))  # [B, K, 1]
         cos, sin = torch.cos(theta), torch.sin(theta)
-        xr = x * cos - y * sin                                                  # [B, K, T]
+        xr = x * cos - y * sin  # [B, K, T]
         yr = x * sin + y * cos
         offset = yr - amp * torch.sin(math.pi * xr / d)
         density = torch.exp(-0.5 * (offset / TRACK_STD).square()) / (TRACK_STD * math.sqrt(2 * math.pi))
@@ -113,10 +113,12 @@ class PointTrajectoryView(PointView):
     def decorate_task(self, scene) -> None:
         import mujoco
 
+        assert self.task is not None  # set by begin_episode
         for xy in sinusoid(self.task, points=40):
             if abs(xy[0]) <= 1.0 and abs(xy[1]) <= 1.0:
-                add_geom(scene, mujoco.mjtGeom.mjGEOM_SPHERE, [0.008, 0, 0], [xy[0], xy[1], 0.005],
-                         (0.1, 0.6, 0.1, 0.8))
+                add_geom(
+                    scene, mujoco.mjtGeom.mjGEOM_SPHERE, [0.008, 0, 0], [xy[0], xy[1], 0.005], (0.1, 0.6, 0.1, 0.8)
+                )
 
     def describe(self, task: np.ndarray) -> str:
         return f"theta {math.degrees(task[0]):.0f} deg  d {task[1]:.2f}  A {task[2]:.2f}"
@@ -127,8 +129,14 @@ class PointTrajectoryView(PointView):
         self.draw_path(ax, positions, color="#7f7f7f")
         for name, task, ret in variants:
             curve = sinusoid(task)
-            ax.plot(curve[:, 0], curve[:, 1], "-" if name == "original" else "--",
-                    color=VARIANT_COLORS.get(name, "k"), lw=1.2, label=f"{name}  R={ret:.2f}")
+            ax.plot(
+                curve[:, 0],
+                curve[:, 1],
+                "-" if name == "original" else "--",
+                color=VARIANT_COLORS.get(name, "k"),
+                lw=1.2,
+                label=f"{name}  R={ret:.2f}",
+            )
         ax.legend(fontsize=6, loc="lower left", framealpha=0.7)
         self.square(ax, 1.0)
         ax.set_title("path and each task's curve", fontsize=7)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
 import numpy as np
@@ -11,6 +12,9 @@ import torch
 from hindsight.batches import TrajectoryBatch
 from hindsight.protocols import RewardFamily
 from hindsight.train import faults
+
+if TYPE_CHECKING:
+    import dm_env
 
 # actions [B, A] from observations [B, O] and tasks [B, Z]
 Policy = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -27,7 +31,7 @@ class Collector:
             episodes (the environments' per-step reward is switched off); else the envs' rewards are kept.
     """
 
-    def __init__(self, envs: list, horizon: int, reward: RewardFamily | None = None):
+    def __init__(self, envs: list[dm_env.Environment], horizon: int, reward: RewardFamily | None = None):
         self.envs = envs
         self.horizon = horizon
         self.reward = reward
@@ -51,15 +55,27 @@ class Collector:
         """
         return collect_together([self], lambda obs, z: policy(obs[0], z[0])[None], [tasks])[0]
 
-    def finish(self, obs: np.ndarray, actions: np.ndarray, features: np.ndarray, rewards: np.ndarray,
-               lengths: np.ndarray, terminated: np.ndarray, tasks: torch.Tensor) -> TrajectoryBatch:
+    def finish(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        features: np.ndarray,
+        rewards: np.ndarray,
+        lengths: np.ndarray,
+        terminated: np.ndarray,
+        tasks: torch.Tensor,
+    ) -> TrajectoryBatch:
         """The batch from filled step arrays ([B, T + 1, O], [B, T, ...], [B]), cut to the longest episode
         and, with a reward family, scored in one call."""
         T_used = int(lengths.max())
         batch = TrajectoryBatch(
-            obs=torch.from_numpy(obs[:, : T_used + 1]), actions=torch.from_numpy(actions[:, :T_used]),
-            features=torch.from_numpy(features[:, :T_used]), rewards=torch.from_numpy(rewards[:, :T_used]),
-            tasks=tasks.float(), lengths=torch.from_numpy(lengths), terminated=torch.from_numpy(terminated),
+            obs=torch.from_numpy(obs[:, : T_used + 1]),
+            actions=torch.from_numpy(actions[:, :T_used]),
+            features=torch.from_numpy(features[:, :T_used]),
+            rewards=torch.from_numpy(rewards[:, :T_used]),
+            tasks=tasks.float(),
+            lengths=torch.from_numpy(lengths),
+            terminated=torch.from_numpy(terminated),
         )
         if self.reward is None:
             return batch
@@ -71,7 +87,9 @@ class Collector:
 GroupPolicy = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def collect_together(collectors: list[Collector], policy: GroupPolicy, tasks: list[torch.Tensor]) -> list[TrajectoryBatch]:
+def collect_together(
+    collectors: list[Collector], policy: GroupPolicy, tasks: list[torch.Tensor]
+) -> list[TrajectoryBatch]:
     """One episode per environment of every collector (a population's members), all stepped in lockstep
     with one policy call per time step for all of them.
 
@@ -94,7 +112,7 @@ def collect_together(collectors: list[Collector], policy: GroupPolicy, tasks: li
     rewards = np.zeros((P, B, T), np.float32)
     lengths = np.zeros((P, B), np.int64)
     terminated = np.zeros((P, B), bool)
-    tasks_cpu = torch.stack([z.detach().cpu() for z in tasks])                  # [P, B, Z]
+    tasks_cpu = torch.stack([z.detach().cpu() for z in tasks])  # [P, B, Z]
     task_rows = tasks_cpu.numpy()
     for p, collector in enumerate(collectors):
         for i, env in enumerate(collector.envs):
@@ -104,7 +122,7 @@ def collect_together(collectors: list[Collector], policy: GroupPolicy, tasks: li
     for t in range(T):
         faults.reached("collect")
         chosen = policy(torch.from_numpy(obs[:, :, t]), tasks_cpu).detach().cpu().numpy()
-        for p, i in zip(*np.nonzero(running)):
+        for p, i in zip(*np.nonzero(running), strict=True):
             step = collectors[p].envs[i].step(chosen[p, i])
             actions[p, i, t] = chosen[p, i]
             obs[p, i, t + 1] = step.observation["observations"]
@@ -117,5 +135,7 @@ def collect_together(collectors: list[Collector], policy: GroupPolicy, tasks: li
         if not running.any():
             break
     lengths[running] = T  # cut by our horizon without the env ending (only if T < the env's limit)
-    return [c.finish(obs[p], actions[p], features[p], rewards[p], lengths[p], terminated[p], tasks_cpu[p])
-            for p, c in enumerate(collectors)]
+    return [
+        c.finish(obs[p], actions[p], features[p], rewards[p], lengths[p], terminated[p], tasks_cpu[p])
+        for p, c in enumerate(collectors)
+    ]

@@ -32,8 +32,12 @@ class Evaluator:
     def evaluate(self, agent: Agent, member: int = 0) -> dict[str, float]:
         """Mean and std of the undiscounted return of agent member ``member``, each episode scored under
         its own task."""
-        batch = self.collector.collect(lambda obs, z: agent.act(obs, z, deterministic=True, member=member),
-                                       self.evaluation_tasks())
+        batch = self.collector.collect(
+            lambda obs, z: agent.act(obs, z, deterministic=True, member=member), self.evaluation_tasks()
+        )
         returns = (batch.rewards * batch.mask).sum(-1)
-        return {"eval/return_mean": returns.mean().item(), "eval/return_std": returns.std(unbiased=False).item(),
-                "eval/length_mean": batch.lengths.float().mean().item()}
+        return {
+            "eval/return_mean": returns.mean().item(),
+            "eval/return_std": returns.std(unbiased=False).item(),
+            "eval/length_mean": batch.lengths.float().mean().item(),
+        }

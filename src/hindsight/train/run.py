@@ -11,9 +11,10 @@ import shutil
 import signal
 import uuid
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
-from hindsight.logging.sinks import GuardedSink, JsonlSink, ProgressSink, WandbSink
+from hindsight.logging.sinks import GuardedSink, JsonlSink, ProgressSink, Sink, WandbSink
 from hindsight.rundir import RunDir
 from hindsight.specs import ResolvedSpec, as_today, identity
 from hindsight.train.checkpoint import read_checkpoint
@@ -29,7 +30,7 @@ class RunDirError(Exception):
 
 def default_run_dir(spec_path: str | Path) -> Path:
     """``runs/<spec stem>-<UTC timestamp>`` under the current directory."""
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{Path(spec_path).stem}-{stamp}"
 
 
@@ -70,8 +71,9 @@ def check_writable(run_dir: Path, needed_bytes: int) -> None:
         raise RunDirError(f"{run_dir}: not writable ({exc.strerror or exc})") from None
     free = shutil.disk_usage(run_dir).free
     if free < needed_bytes:
-        raise RunDirError(f"{run_dir}: {free / 2**20:.0f} MiB free, checkpoints need about "
-                          f"{needed_bytes / 2**20:.0f} MiB")
+        raise RunDirError(
+            f"{run_dir}: {free / 2**20:.0f} MiB free, checkpoints need about {needed_bytes / 2**20:.0f} MiB"
+        )
 
 
 def checkpoint_bytes(trainer: Trainer) -> int:
@@ -99,13 +101,13 @@ class _SignalStop:
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
 
-    def _handle(self, signum, frame) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.received = signum
         self.trainer.request_stop()
 
-    def __enter__(self) -> "_SignalStop":
+    def __enter__(self) -> _SignalStop:
         for signum in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._previous[signum] = signal.signal(signum, self._handle)
@@ -113,31 +115,48 @@ class _SignalStop:
                 pass
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
 
 
-def _member_sinks(spec: ResolvedSpec, directory: RunDir, progress: bool, start_epoch: int) -> list:
+def _member_sinks(spec: ResolvedSpec, directory: RunDir, progress: bool, start_epoch: int) -> list[Sink]:
     """metrics.jsonl, W&B (unless disabled) and the progress bar (if asked) for one member's run directory."""
     resolved = spec.to_dict()
     directory.write_spec(resolved)
-    sinks: list = [JsonlSink(directory.metrics)]
+    sinks: list[Sink] = [JsonlSink(directory.metrics)]
     wandb = spec.run.logging.wandb
     if wandb.mode != "disabled":
         if not directory.wandb_id.exists():
             directory.wandb_id.write_text(uuid.uuid4().hex[:12])
         run_id = directory.wandb_id.read_text().strip()
-        sinks.append(GuardedSink.start("W&B logging", lambda: WandbSink(
-            wandb.mode, wandb.project, Path(wandb.dir) if wandb.dir else directory.path, resolved,
-            run_name(spec, directory.path), wandb.group, wandb.tags, run_id=run_id)))
+        sinks.append(
+            GuardedSink.start(
+                "W&B logging",
+                lambda: WandbSink(
+                    wandb.mode,
+                    wandb.project,
+                    Path(wandb.dir) if wandb.dir else directory.path,
+                    resolved,
+                    run_name(spec, directory.path),
+                    wandb.group,
+                    wandb.tags,
+                    run_id=run_id,
+                ),
+            )
+        )
     if progress:
         sinks.append(ProgressSink(spec.run.train.epochs, run_name(spec, directory.path), start_epoch=start_epoch))
     return sinks
 
 
-def execute(spec: ResolvedSpec, run_dir: Path | RunDir, progress: bool | None = None, resume: bool = False,
-            members: list[Path] | None = None) -> list[dict[str, Any]]:
+def execute(
+    spec: ResolvedSpec,
+    run_dir: Path | RunDir,
+    progress: bool | None = None,
+    resume: bool = False,
+    members: list[Path] | None = None,
+) -> list[dict[str, Any]]:
     """Train the spec into ``run_dir`` and return this session's metrics rows (a population's first member's).
 
     A spec with ``seeds`` trains a population: member S writes ``run_dir/seed<S>/`` as a run of seed S
@@ -168,7 +187,7 @@ def execute(spec: ResolvedSpec, run_dir: Path | RunDir, progress: bool | None = 
     if spec.run.seeds is not None:
         run_dir.write_spec(resolved)
     show = spec.run.logging.progress if progress is None else progress
-    for i, (member, directory) in enumerate(zip(trainer.members, directories)):
+    for i, (member, directory) in enumerate(zip(trainer.members, directories, strict=True)):
         directory.path.mkdir(parents=True, exist_ok=True)
         if state is not None:
             directory.keep_metrics(member.metrics_rows)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
@@ -27,6 +27,11 @@ from hindsight.train import faults
 from hindsight.train.checkpoint import FORMAT, rng_state, save_atomic, set_rng_state
 from hindsight.train.collector import Collector, collect_together
 from hindsight.train.evaluator import Evaluator
+
+if TYPE_CHECKING:
+    import dm_env
+
+    from hindsight.logging.sinks import Sink
 
 
 class NonFiniteError(Exception):
@@ -45,7 +50,7 @@ def finite_actions(actions: torch.Tensor, epoch: int) -> torch.Tensor:
     return actions
 
 
-def make_envs(problem: Problem, seed: int, stream: str, count: int) -> list:
+def make_envs(problem: Problem, seed: int, stream: str, count: int) -> list[dm_env.Environment]:
     """``count`` environments, each with its own physics-noise seed derived from the run's seed."""
     return [problem.family.make_env(None, derive_seed(seed, stream, i) % 2**32) for i in range(count)]
 
@@ -75,7 +80,7 @@ class EpochProgress:
         return attrs.asdict(self)
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "EpochProgress":
+    def from_state(cls, state: dict[str, Any]) -> EpochProgress:
         return cls(**state)
 
 
@@ -96,13 +101,16 @@ class Member:
         self.buffer = build_buffer(spec, problem.sizes, device)
         self.relabeler = build_relabeler(spec, problem.sizes)
         horizon = problem.sizes.horizon
-        self.collector = Collector(make_envs(problem, seed, "env/train", train.episodes_per_loop), horizon,
-                                   problem.reward)
+        self.collector = Collector(
+            make_envs(problem, seed, "env/train", train.episodes_per_loop), horizon, problem.reward
+        )
         fixed = problem.tasks.eval_tasks()
         eval_count = spec.run.eval.episodes if fixed is None else fixed.shape[0]
-        self.evaluator = Evaluator(Collector(make_envs(problem, seed, "env/eval", eval_count), horizon,
-                                             problem.reward),
-                                   problem.tasks, make_generator(seed, "eval/tasks"))
+        self.evaluator = Evaluator(
+            Collector(make_envs(problem, seed, "env/eval", eval_count), horizon, problem.reward),
+            problem.tasks,
+            make_generator(seed, "eval/tasks"),
+        )
         self.gen = {
             "tasks": make_generator(seed, "tasks/train"),
             "warmup": make_generator(seed, "collect/warmup"),
@@ -112,14 +120,15 @@ class Member:
             "buffer": make_generator(seed, "buffer/sample", device=device),
             "relabel": make_generator(seed, "relabel", device=device),
         }
-        self.ctx = RelabelContext(tasks=problem.tasks, reward=problem.reward, agent=agent,
-                                  generator=self.gen["relabel"], member=index)
+        self.ctx = RelabelContext(
+            tasks=problem.tasks, reward=problem.reward, agent=agent, generator=self.gen["relabel"], member=index
+        )
         self.epoch = 0
         self.env_steps = 0
         self.updates = 0
         self.metrics_rows = 0
         self.progress = EpochProgress()
-        self.sinks: list = []
+        self.sinks: list[Sink] = []
 
     def next_tasks(self) -> torch.Tensor:
         """Tasks [B, Z] for the next batch of episodes, one per training environment."""
@@ -141,13 +150,14 @@ class Member:
     def store(self, batch: TrajectoryBatch) -> None:
         """Count a collected batch's steps, relabel it and store every copy in the buffer."""
         self.env_steps += int(batch.lengths.sum())
-        relabeled = self.relabeler.relabel(batch, self.ctx)                    # [B, m, Z]
+        relabeled = self.relabeler.relabel(batch, self.ctx)  # [B, m, Z]
         all_tasks = torch.cat([batch.tasks[:, None].to(relabeled.device), relabeled], 1)
         features, actions = batch.features.to(relabeled.device), batch.actions.to(relabeled.device)
-        rewards = self.reward.reward(features, actions, all_tasks)             # [B, 1 + m, T]
+        rewards = self.reward.reward(features, actions, all_tasks)  # [B, 1 + m, T]
         if not torch.isfinite(rewards).all():
-            raise NonFiniteError(f"reward family {self.spec.run.reward.kind!r} returned non-finite rewards "
-                                 f"in epoch {self.epoch + 1}")
+            reward = self.spec.run.reward
+            assert reward is not None  # validate() fills in the env's own reward family
+            raise NonFiniteError(f"reward family {reward.kind!r} returned non-finite rewards in epoch {self.epoch + 1}")
         self.buffer.add(batch, all_tasks, rewards)
 
     def count_episodes(self, batch: TrajectoryBatch) -> None:
@@ -201,12 +211,19 @@ class Member:
     def state_dict(self) -> dict[str, Any]:
         """The member's own state (the agent's is the run's): weights_only-loadable."""
         return {
-            "seed": self.spec.run.seed, "epoch": self.epoch, "env_steps": self.env_steps, "updates": self.updates,
-            "metrics_rows": self.metrics_rows, "progress": self.progress.state_dict(),
-            "buffer": self.buffer.state_dict(), "relabeler": self.relabeler.state_dict(),
+            "seed": self.spec.run.seed,
+            "epoch": self.epoch,
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "metrics_rows": self.metrics_rows,
+            "progress": self.progress.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "relabeler": self.relabeler.state_dict(),
             "generators": {name: gen.get_state() for name, gen in self.gen.items()},
-            "env_rngs": {"train": [rng_state(env.task.random) for env in self.collector.envs],
-                         "eval": [rng_state(env.task.random) for env in self.evaluator.collector.envs]},
+            "env_rngs": {
+                "train": [rng_state(env.task.random) for env in self.collector.envs],
+                "eval": [rng_state(env.task.random) for env in self.evaluator.collector.envs],
+            },
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -264,12 +281,13 @@ class Trainer:
         """Every member collects, relabels and stores one batch of episodes, stepped together."""
         generators = [member.gen["policy"] for member in self.members]
 
-        def policy(obs: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:   # [P, B, O], [P, B, Z] -> [P, B, A]
+        def policy(obs: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:  # [P, B, O], [P, B, Z] -> [P, B, A]
             return finite_actions(self.agent.act_members(obs, tasks, generators), self.epoch)
 
-        batches = collect_together([member.collector for member in self.members], policy,
-                                   [member.next_tasks() for member in self.members])
-        for member, batch in zip(self.members, batches):
+        batches = collect_together(
+            [member.collector for member in self.members], policy, [member.next_tasks() for member in self.members]
+        )
+        for member, batch in zip(self.members, batches, strict=True):
             member.store(batch)
             member.count_episodes(batch)
 
@@ -278,8 +296,12 @@ class Trainer:
         generators = [member.gen["update"] for member in self.members]
         for _ in range(count):
             batches = [member.sample_batch(self.agent.batch_size) for member in self.members]
-            stacked = TransitionBatch(**{name: torch.stack([getattr(b, name) for b in batches])
-                                         for name in attrs.fields_dict(TransitionBatch)})
+            stacked = TransitionBatch(
+                **{
+                    name: torch.stack([getattr(b, name) for b in batches])
+                    for name in attrs.fields_dict(TransitionBatch)
+                }
+            )
             metrics = self.agent.update_members(stacked, generators)
             for p, member in enumerate(self.members):
                 member.record_update({key: value[p] for key, value in metrics.items()})
@@ -311,7 +333,7 @@ class Trainer:
                     member.progress.seconds += time.perf_counter() - start
                 if members[0].progress.loop < train.loops_per_epoch:
                     self._stop_if_requested()
-            for member, member_rows in zip(members, rows):
+            for member, member_rows in zip(members, rows, strict=True):
                 row = member.finish_epoch(self.agent)
                 member_rows.append(row)
                 for sink in member.sinks:
@@ -326,8 +348,12 @@ class Trainer:
     # ----- checkpoints -----
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: loadable with ``torch.load(..., weights_only=True)``."""
-        return {"format": FORMAT, "spec": self.spec.to_dict(), "agent": self.agent.state_dict(),
-                "members": [member.state_dict() for member in self.members]}
+        return {
+            "format": FORMAT,
+            "spec": self.spec.to_dict(),
+            "agent": self.agent.state_dict(),
+            "members": [member.state_dict() for member in self.members],
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state_dict()``'s output (as ``read_checkpoint`` returns it)."""
