@@ -83,11 +83,26 @@ def test_dm_env_contract(name):
         assert step.mid() and step.discount == 1.0 and np.isfinite(step.reward)
     last = steps[-1]
     assert last.last()
-    if last.discount == 0.0:  # a true terminal, before the time limit or at it
+    if family.params.time_limit == "terminal" and len(steps) - 1 == family.horizon:  # the task ends at H
+        assert last.discount == 0.0
+    elif last.discount == 0.0:  # a true terminal before the time limit
         assert env.task.is_terminal(env.physics)
     else:  # the time limit: exactly `horizon` steps, bootstrap still applies
         assert last.discount == 1.0 and len(steps) - 1 == family.horizon
     assert env.step(np.zeros(env.action_spec().shape)).first()  # dm_env: stepping after LAST starts a new episode
+
+
+@pytest.mark.parametrize("name", ENVS)
+def test_the_time_limit_is_a_terminal_or_a_truncation_as_the_family_declares(name):
+    family, _, env = make(name, horizon=4)
+    expected = {"point_reacher": "terminal", "point_trajectory": "terminal", "fetch_reach": "terminal"}
+    assert family.params.time_limit == expected.get(name, "truncation")
+    for time_limit, discount in (("terminal", 0.0), ("truncation", 1.0)):
+        family, _, env = make(name, horizon=4, time_limit=time_limit)
+        task = np.zeros(DOCUMENTED_SIZES[name][3], np.float32)
+        steps = rollout(env, task, np.zeros((10, *env.action_spec().shape)))
+        if not env.task.is_terminal(env.physics):  # no fall before the horizon
+            assert len(steps) - 1 == 4 and steps[-1].last() and steps[-1].discount == discount
 
 
 @pytest.mark.parametrize("name", ENVS)

@@ -365,9 +365,9 @@ def test_continual_random_replaces_the_fraction_and_recomputes_rewards():
 def test_hipi_draws_batch_tasks_with_consistent_rewards():
     batch = transitions(32, seed=1)
     ctx = reacher_ctx(small_sac(), 0)
-    unchanged = HIPI(HIPI.Params(relabel_prob=0.0)).relabel_batch(batch, ctx)
+    unchanged = HIPI(HIPI.Params(keep_original_prob=1.0)).relabel_batch(batch, ctx)
     torch.testing.assert_close(unchanged.tasks, batch.tasks)
-    relabeler = HIPI(HIPI.Params(relabel_prob=1.0))
+    relabeler = HIPI(HIPI.Params(keep_original_prob=0.0))
     out = relabeler.relabel_batch(batch, ctx)
     assert ((out.tasks[:, None] == batch.tasks[None]).all(-1)).any(1).all()  # every task is one of the batch's
     torch.testing.assert_close(out.rewards, rewards_of(out))
@@ -375,7 +375,7 @@ def test_hipi_draws_batch_tasks_with_consistent_rewards():
     assert 0.0 <= diagnostics["relabel/hipi_entropy"] <= math.log(32) + 1e-5
     assert diagnostics["relabel/original_won"] < 0.5
 
-    capped = HIPI(HIPI.Params(relabel_prob=1.0, candidates=4))
+    capped = HIPI(HIPI.Params(keep_original_prob=0.0, candidates=4))
     out = capped.relabel_batch(batch, ctx)
     assert len({tuple(t) for t in out.tasks.tolist()}) <= 4
     torch.testing.assert_close(out.rewards, rewards_of(out))
@@ -417,7 +417,7 @@ def test_hipi_prefers_the_task_a_transition_is_best_for():
         agent=FlatAgent(),
         generator=torch.Generator().manual_seed(0),
     )
-    out = HIPI(HIPI.Params(relabel_prob=1.0)).relabel_batch(batch, ctx)
+    out = HIPI(HIPI.Params(keep_original_prob=0.0)).relabel_batch(batch, ctx)
     torch.testing.assert_close(out.tasks, tasks)
 
 

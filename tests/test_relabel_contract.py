@@ -50,6 +50,8 @@ def tiny_spec(env: str, reward: str, relabeler: str) -> dict:
 def test_relabeler_trains_with_reward_family(relabeler, reward):
     env = env_for(reward)
     spec = tiny_spec(env, reward, relabeler)
+    if relabeler in ("reward", "advantage"):  # every trajectory stored under its own task too
+        spec["relabeler"]["store_original"] = "always"
     if relabeler == "her" and not has_goal(env):
         with pytest.raises(SpecError) as err:
             validate(spec)

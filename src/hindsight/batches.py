@@ -49,6 +49,10 @@ class TrajectoryBatch:
         steps = torch.arange(self.horizon, device=self.lengths.device)
         return steps[None, :] < self.lengths[:, None]
 
+    def rows(self, index: torch.Tensor) -> TrajectoryBatch:
+        """The trajectories ``index`` selects (a [B] bool mask or integer indices)."""
+        return attrs.evolve(self, **{f.name: getattr(self, f.name)[index] for f in attrs.fields(type(self))})
+
     def to(self, device: torch.device | str) -> TrajectoryBatch:
         """The same batch with every tensor on ``device``."""
         return attrs.evolve(self, **{f.name: getattr(self, f.name).to(device) for f in attrs.fields(type(self))})
@@ -82,6 +86,26 @@ class TransitionBatch:
     def num(self) -> int:
         """N, the number of transitions."""
         return self.actions.shape[0]
+
+
+def concat_trajectories(batches: list[TrajectoryBatch]) -> TrajectoryBatch:
+    """All trajectories of ``batches`` in one batch, the shorter ones padded with zeros to the longest T."""
+    if len(batches) == 1:
+        return batches[0]
+    T = max(b.horizon for b in batches)
+
+    def padded(x: torch.Tensor, length: int) -> torch.Tensor:  # [B, t, ...] -> [B, length, ...]
+        return torch.nn.functional.pad(x, (0, 0) * (x.dim() - 2) + (0, length - x.shape[1]))
+
+    return TrajectoryBatch(
+        obs=torch.cat([padded(b.obs, T + 1) for b in batches]),
+        actions=torch.cat([padded(b.actions, T) for b in batches]),
+        features=torch.cat([padded(b.features, T) for b in batches]),
+        rewards=torch.cat([padded(b.rewards, T) for b in batches]),
+        tasks=torch.cat([b.tasks for b in batches]),
+        lengths=torch.cat([b.lengths for b in batches]),
+        terminated=torch.cat([b.terminated for b in batches]),
+    )
 
 
 def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:

@@ -4,16 +4,17 @@ Shapes: P population members, B batch, K candidate tasks per item, T time steps,
 O observation size, A action size, F reward-feature size, Z task size, m relabeled tasks kept per trajectory.
 
 The six kinds (``env``, ``tasks``, ``reward``, ``relabeler``, ``agent``, ``buffer``) each have a protocol
-below. Optional capabilities are small protocols of their own (``GoalTasks``, ``ClosedFormReturns``,
-``SpecCheck``); a component that needs one of another component says so in ``requires``. ``missing``
-names what a component lacks; the spec checks every component with it once, when a spec is built.
+below. Optional capabilities are small protocols of their own (``GoalTasks``, ``TaskFields``,
+``ClosedFormReturns``, ``Objectives``, ``ExportablePolicy``, ``OriginalStorage``, ``SpecCheck``,
+``CostNotice``); a component that needs one of another component says so in ``requires``.
+``missing`` names what a component lacks; the spec checks every component with it once, when a spec is built.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import attrs
 import torch
@@ -104,6 +105,50 @@ class GoalTasks(Protocol):
         ...
 
 
+@attrs.frozen
+class TaskField:
+    """One named part of a task vector in the family's own terms (``hindsight eval --task``, export).
+
+    Attributes:
+        name: e.g. ``"goal"``.
+        labels: one name per component, e.g. ``("x", "y")``; the field's size is their count.
+        low, high: each component's range (inclusive), one number per label.
+        unit_length: the values give a direction and are scaled to unit length (not all may be 0).
+        length: the range of the values' Euclidean length where the support is not a box, else None.
+        doc: what the field means, with units.
+    """
+
+    name: str
+    labels: tuple[str, ...]
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    unit_length: bool = False
+    length: tuple[float, float] | None = None
+    doc: str = ""
+
+    @property
+    def size(self) -> int:
+        """The number of components."""
+        return len(self.labels)
+
+
+@runtime_checkable
+class TaskFields(Protocol):
+    """Capability of a task distribution: z read and written as named fields (weights, goal, obstacle)
+    rather than its raw components. ``fields`` cover the whole task; ``z_labels`` name z's Z components."""
+
+    fields: tuple[TaskField, ...]
+    z_labels: tuple[str, ...]
+
+    def from_fields(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Tasks [N, Z] from every field's values [N, size] (in range; unit-length fields are scaled here)."""
+        ...
+
+    def to_fields(self, tasks: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every field's values [N, size] for tasks [N, Z]."""
+        ...
+
+
 @runtime_checkable
 class RewardFamily(Protocol):
     """r(features, action | z) for any batch of candidate tasks, in one tensor operation (kind ``reward``).
@@ -137,6 +182,40 @@ class ClosedFormReturns(Protocol):
     ) -> torch.Tensor:
         """[B, K] sums over t of weights [B, T] times the rewards under tasks [K, Z] (features [B, T, F],
         actions [B, T, A]); discounted returns when the weights are gamma^t on valid steps."""
+        ...
+
+
+@runtime_checkable
+class Objectives(Protocol):
+    """Capability of a reward family that is a weighted sum of J objectives:
+    r(f, a | z) = sum_j w_j(z) o_j(f, a | z). Each evaluation then scores every objective's return and a
+    front of objective returns over weight vectors spread over the non-negative weights.
+
+    Attributes:
+        objective_names: [J] the objectives' names.
+        reference_point: [J] per-step lower bounds of the objectives (each family documents where its
+            numbers come from); the front's hypervolume is measured from the horizon times these.
+        front_weights: W, the weight vectors each evaluation's front scores.
+        front_situations: S, the draws of the rest of the task (goal, obstacle) each weight vector is
+            scored under (1 where the weights are the whole task).
+    """
+
+    objective_names: tuple[str, ...]
+    reference_point: tuple[float, ...]
+    front_weights: int
+    front_situations: int
+
+    def objectives(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+        """Per-step objective values [B, T, J] for features [B, T, F], actions [B, T, A], tasks [B, Z]."""
+        ...
+
+    def weights(self, tasks: torch.Tensor) -> torch.Tensor:
+        """The objective weights [N, J] of tasks [N, Z]."""
+        ...
+
+    def with_weights(self, tasks: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Tasks [N, Z] whose weights point along ``weights`` [N, J] (non-negative, not all 0; scaled as
+        the tasks encode them), the rest of each of ``tasks`` [N, Z] kept."""
         ...
 
 
@@ -203,6 +282,16 @@ class Agent(Protocol):
         ...
 
 
+@runtime_checkable
+class ExportablePolicy(Protocol):
+    """Capability of an agent: a member's deterministic policy as a standalone module (``hindsight export``)."""
+
+    def deterministic_policy(self, member: int = 0) -> torch.nn.Module:
+        """A float32 CPU module mapping (obs [N, O], tasks [N, Z]) to the actions [N, A] that
+        ``act(obs, tasks, deterministic=True, member=member)`` gives, holding copies of the weights."""
+        ...
+
+
 @attrs.define
 class RelabelContext:
     """What a relabeler may consult, for one population member.
@@ -250,6 +339,15 @@ class Relabeler(Protocol):
 
 
 @runtime_checkable
+class OriginalStorage(Protocol):
+    """Capability of a trajectory-time relabeler: ``unless_chosen`` stores a trajectory under its own task
+    only when that task is not among the relabeled ones (default, without it: always)."""
+
+    @property
+    def store_original(self) -> Literal["always", "unless_chosen"]: ...
+
+
+@runtime_checkable
 class Buffer(Protocol):
     """Replay storage of transitions, each under one task (kind ``buffer``); constructed as
     ``Buffer(params, sizes, device)``."""
@@ -292,6 +390,17 @@ class SpecCheck(Protocol):
     @classmethod
     def check_spec(cls, spec: ResolvedSpec) -> str | None:
         """A one-line error message, or None when the spec suits the component."""
+        ...
+
+
+@runtime_checkable
+class CostNotice(Protocol):
+    """Capability of any component class: a warning, once when a run starts, that the spec's settings are
+    known to be slow where it computes."""
+
+    @classmethod
+    def cost_notice(cls, spec: ResolvedSpec) -> str | None:
+        """One line naming the cost and a cheaper option, or None."""
         ...
 
 

@@ -45,7 +45,17 @@ class TrainSpec(Params):
     loops_per_epoch: int = Field(default=5, ge=1)
     episodes_per_loop: int = Field(default=1, ge=1, description="episodes collected (in lockstep) per loop")
     updates_per_loop: int = Field(default=100, ge=0)
-    warmup_steps: int = Field(default=1000, ge=0, description="env steps of uniform random actions before training")
+    warmup_steps: int = Field(default=1000, ge=0, description="env steps collected before training")
+    warmup_actions: Literal["uniform", "policy"] = Field(
+        default="uniform",
+        description="uniform: random actions in [-1, 1]; policy: the untrained stochastic "
+        "policy (the paper's reference code)",
+    )
+    warmup_relabel: Literal["episode", "batch"] = Field(
+        default="episode",
+        description="episode: relabel each warm-up batch of episodes as it is collected; "
+        "batch: relabel the whole warm-up as one batch (the reference code: AIR ranks all warm-up paths together)",
+    )
     checkpoint_every: int = Field(default=1, ge=1, description="epochs between checkpoints")
 
 

@@ -23,7 +23,10 @@ class StackedMLP(nn.Module):
 
     Args:
         members, in_dim, hidden, out_dim: M and the layer sizes.
-        generator: initial weights (torch.nn.Linear's uniform range).
+        generator: draws the initial weights.
+        head_bound: None for torch.nn.Linear's initialisation (weights and biases U(+-1/sqrt(fan_in)));
+            a number for rlkit's, as the paper's reference code uses: hidden weights U(+-1/sqrt(fan_out)),
+            hidden biases 0.1, the last layer's weights and biases U(+-head_bound).
         hidden_dtype: the dtype the products between hidden layers are computed in for inputs of at
             least NARROW_MIN_ROWS rows (float32 or bfloat16; products are cast back to float32). The first
             and last layer, the weights, biases, activations and gradients stay float32.
@@ -37,15 +40,23 @@ class StackedMLP(nn.Module):
         out_dim: int,
         generator: torch.Generator,
         hidden_dtype: torch.dtype = torch.float32,
+        head_bound: float | None = None,
     ):
         super().__init__()
         dims = [in_dim, *hidden, out_dim]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for fan_in, fan_out in itertools.pairwise(dims):
-            bound = 1.0 / math.sqrt(fan_in)  # torch.nn.Linear's default initialisation range
+        for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(dims)):
+            last = layer == len(dims) - 2
+            if head_bound is None:
+                bound = 1.0 / math.sqrt(fan_in)  # torch.nn.Linear's default initialisation range
+            else:
+                bound = head_bound if last else 1.0 / math.sqrt(fan_out)  # rlkit's fanin_init reads out_features
             w = (torch.rand(members, fan_in, fan_out, generator=generator) * 2 - 1) * bound
-            b = (torch.rand(members, 1, fan_out, generator=generator) * 2 - 1) * bound
+            if head_bound is None or last:
+                b = (torch.rand(members, 1, fan_out, generator=generator) * 2 - 1) * bound
+            else:
+                b = torch.full((members, 1, fan_out), 0.1)
             self.weights.append(nn.Parameter(w))
             self.biases.append(nn.Parameter(b))
         self.hidden_dtype = hidden_dtype

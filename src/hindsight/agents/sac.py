@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -59,6 +59,12 @@ class SAC:
         reward_scale: float = Field(default=1.0, gt=0)
         target_entropy: float | None = Field(default=None, description="default: -action_dim")
         init_log_alpha: float = 0.0
+        init: Literal["torch", "rlkit"] = Field(
+            default="torch",
+            description="torch: torch.nn.Linear's initialisation; rlkit: the paper's reference "
+            "code's (hidden weights U(+-1/sqrt(out_features)), hidden biases 0.1, the critics' last layer "
+            "U(+-3e-3), the policy's mean and log-std heads U(+-1e-3))",
+        )
 
     def __init__(self, params: SAC.Params, sizes: Sizes, runtime: RuntimeSpec, generators: list[torch.Generator]):
         """P = len(generators) members on ``runtime.device``; member p's weights come from ``generators[p]``
@@ -72,12 +78,19 @@ class SAC:
         self.gamma = params.gamma
         self.batch_size = params.batch_size
         self.action_dim = action_dim
+        policy_head, critic_head = (1e-3, 3e-3) if params.init == "rlkit" else (None, None)
         hidden_dtype = getattr(torch, runtime.precision)
         self.policy = StackedMLP.concat(
-            [StackedMLP(1, obs_dim + task_dim, params.hidden, 2 * action_dim, g, hidden_dtype) for g in generators]
+            [
+                StackedMLP(1, obs_dim + task_dim, params.hidden, 2 * action_dim, g, hidden_dtype, policy_head)
+                for g in generators
+            ]
         ).to(self.device)
         self.critic = StackedMLP.concat(
-            [StackedMLP(2, obs_dim + action_dim + task_dim, params.hidden, 1, g, hidden_dtype) for g in generators]
+            [
+                StackedMLP(2, obs_dim + action_dim + task_dim, params.hidden, 1, g, hidden_dtype, critic_head)
+                for g in generators
+            ]
         ).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.full((self.members,), params.init_log_alpha, device=self.device, requires_grad=True)

@@ -6,10 +6,11 @@ import torch
 
 from hindsight.batches import TrajectoryBatch
 from hindsight.protocols import RelabelContext
-from hindsight.relabel.candidates import CandidateRelabeler, advantages
+from hindsight.relabel.candidates import advantages
+from hindsight.relabel.reward import RewardRelabeling
 
 
-class AdvantageRelabeling(CandidateRelabeler):
+class AdvantageRelabeling(RewardRelabeling):
     """Keep the m of K candidates with the highest R(tau | v) - V(s0, v); V from the agent's critics."""
 
     def scores(

@@ -4,8 +4,12 @@ For a minibatch of N transitions and C candidate tasks z_j taken from the miniba
 by default), logits[i, j] = r(s_i, a_i | z_j) - log pi(a_i | s_i, z_j) + gamma (1 - done_i) Q(s'_i, a'_ij, z_j)
 with a'_ij ~ pi(. | s'_i, z_j). Each task's column is normalised over the batch by its log partition
 function (a logsumexp over i); each row then draws its task from the categorical over j. With
-probability ``relabel_prob`` a row takes that draw, otherwise it keeps its own task. The cost is N x C
-policy and critic evaluations per minibatch.
+probability ``keep_original_prob`` a row keeps its own task, otherwise it takes that draw. The cost is
+N x C policy and critic evaluations per minibatch.
+
+The official HIPI code (google-research/hipi, relabelling_replay_buffer.py) names this mixing
+probability ``relabel_prob``, but for 0 < p < 1 its mask keeps the ORIGINAL task with probability p
+(at p = 0 it keeps every original, at p = 1 none); ``keep_original_prob`` says which way it goes.
 """
 
 from __future__ import annotations
@@ -44,8 +48,12 @@ class HIPI(SampleTimeRelabeler):
     """Sample-time soft relabeling with the minibatch's own tasks as candidates."""
 
     class Params(SampleTimeRelabeler.Params):
-        relabel_prob: float = Field(
-            default=0.5, ge=0, le=1, description="chance a row takes its drawn task instead of keeping its own"
+        keep_original_prob: float = Field(
+            default=0.5,
+            ge=0,
+            le=1,
+            description="chance a row keeps its own task instead of taking its drawn "
+            "one (the official HIPI code's relabel_prob for 0 < p < 1)",
         )
         candidates: int | None = Field(
             default=None,
@@ -66,7 +74,7 @@ class HIPI(SampleTimeRelabeler):
         logits, rewards = hipi_logits(batch, batch.tasks[picked], ctx)  # [N, C]
         log_q = (logits - logits.logsumexp(0, keepdim=True)).log_softmax(1)  # relabel distribution per row
         drawn = torch.multinomial(log_q.exp(), 1, generator=gen).to(device)[:, 0]  # [N] candidate column
-        take = torch.rand(N, generator=gen, device=gen.device).to(device) < self.params.relabel_prob
+        take = torch.rand(N, generator=gen, device=gen.device).to(device) < 1 - self.params.keep_original_prob
         self.record("hipi_entropy", -(log_q.exp() * log_q).sum(1).mean())
         self.record("original_won", (~take | (picked[drawn] == own)).float().mean())
         return attrs.evolve(

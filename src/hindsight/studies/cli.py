@@ -20,8 +20,13 @@ class Backend(StrEnum):
 
 def study(
     study_file: Path = typer.Argument(..., help="study spec (YAML): a base run spec plus a grid"),
-    backend: Backend = typer.Option(Backend.local, help="local: worker processes here; ray: Ray tasks"),
-    workers: int = typer.Option(2, min=1, help="jobs (runs or populations) at once"),
+    backend: Backend = typer.Option(Backend.local, help="local: worker processes here; ray: Ray Tune trials"),
+    workers: int | None = typer.Option(
+        None,
+        min=1,
+        help="jobs (runs or populations) at once "
+        "(default: 2 locally; with ray, as many as the cluster's resources allow)",
+    ),
     population: int | None = typer.Option(
         None,
         min=1,
@@ -38,8 +43,26 @@ def study(
     out_dir: Path | None = typer.Option(None, "--out", help="study directory (default runs/studies/<name>)"),
     address: str | None = typer.Option(
         None,
-        help="Ray cluster address (ray backend; default: start Ray "
-        "locally); the study directory must be shared with its nodes",
+        help="Ray cluster (ray backend): HOST:PORT of its head, ray://HOST:PORT (Ray Client) or auto; "
+        "default: start Ray on this machine",
+    ),
+    storage: str | None = typer.Option(
+        None,
+        help="ray backend: where trials' checkpoints and run directories go, through Ray's storage layer: "
+        "a path or URI every node and this machine reach (NFS, s3://bucket/path, gs://...); "
+        "default: <study dir>/tune here, which suits a local Ray or nodes on this machine",
+    ),
+    max_failures: int = typer.Option(
+        3, min=0, help="ray backend: retries of a failed trial, each from its last checkpoint"
+    ),
+    connect_timeout: float = typer.Option(
+        30.0, min=0.1, help="ray backend: seconds to wait for --address to answer before giving up"
+    ),
+    cpus_per_job: int | None = typer.Option(
+        None, min=1, help="ray backend: CPUs each job reserves, its torch threads too (default: runtime.threads)"
+    ),
+    gpus_per_job: float | None = typer.Option(
+        None, min=0.0, help="ray backend: GPUs each job reserves, a fraction to share one (default: 1 on cuda, else 0)"
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="validate and list the runs without training"),
 ) -> None:
@@ -47,11 +70,18 @@ def study(
     from hindsight.registry import RegistryError
     from hindsight.specs import SpecError
     from hindsight.studies.layout import RUNS_DIR
-    from hindsight.studies.runner import BackendError, initial_statuses, plan_jobs, run_study, status_table
+    from hindsight.studies.runner import BackendError, RayOptions, initial_statuses, plan_jobs, run_study, status_table
     from hindsight.studies.spec import expand, load_study
 
-    if address is not None and backend is not Backend.ray:
-        fail("--address needs --backend ray")
+    ray_only = {
+        "--address": address,
+        "--storage": storage,
+        "--cpus-per-job": cpus_per_job,
+        "--gpus-per-job": gpus_per_job,
+    }
+    for option, value in ray_only.items():
+        if value is not None and backend is not Backend.ray:
+            fail(f"{option} needs --backend ray")
     try:
         plan = load_study(study_file, set_)
         runs = expand(plan)
@@ -77,7 +107,8 @@ def study(
         )
         return
     try:
-        statuses = run_study(plan, runs, out, backend.value, workers, address, console, population=size)
+        ray = RayOptions(address, storage, max_failures, connect_timeout, cpus_per_job, gpus_per_job)
+        statuses = run_study(plan, runs, out, backend.value, workers, console, population=size, ray=ray)
     except BackendError as exc:
         fail(str(exc))
     except OSError as exc:

@@ -8,6 +8,9 @@ With ``--population N`` the seeds of a configuration train together: ``populatio
 population's spec.yaml, checkpoint.pt, log.txt (and error.txt), and each member writes its planned run's
 ``runs/<id>/`` (spec.yaml, metrics.jsonl, error.txt) with ``population.json`` naming the job directory
 in place of its own checkpoint.
+
+With ``--backend ray`` the study folder ends the same; ``tune/`` holds the Tune experiment (trials'
+checkpoints, the experiment's state) unless ``--storage`` puts it elsewhere.
 """
 
 RUNS_DIR = "runs"
@@ -15,3 +18,4 @@ STUDY_FILE = "study.yaml"
 MANIFEST_FILE = "manifest.json"
 STATUS_FILE = "status.json"
 POPULATIONS_DIR = "populations"
+TUNE_DIR = "tune"

@@ -107,6 +107,17 @@ def _train(spec: Any, job: RunDir, members: list[RunDir] | None) -> None:
     execute(spec, job, progress=False, resume=True, members=None if members is None else [m.path for m in members])
 
 
+def train_job(spec: dict[str, Any], job: RunDir, threads: int, members: list[RunDir] | None = None) -> None:
+    """Validate ``spec`` with ``threads`` torch threads (its ``runtime.threads``) and continue it in ``job``
+    (see ``_train``), its output going to job/log.txt; errors are raised."""
+    from hindsight.specs import validate
+
+    job.path.mkdir(parents=True, exist_ok=True)
+    with _output_to(job.log):
+        runtime = {**spec.get("runtime", {}), "threads": threads}
+        _train(validate({**spec, "runtime": runtime}), job, members)
+
+
 def train_run(spec: dict[str, Any], run_dir: str, threads: int, members: list[str] | None = None) -> str | None:
     """Train one run (or, given its members' run directories, a population) in this process with
     ``threads`` torch threads (its ``runtime.threads``), its output going to run_dir/log.txt.
@@ -115,22 +126,17 @@ def train_run(spec: dict[str, Any], run_dir: str, threads: int, members: list[st
     to each member's).
     """
     job = RunDir(run_dir)
-    job.path.mkdir(parents=True, exist_ok=True)
     member_dirs = None if members is None else [RunDir(m) for m in members]
-    with _output_to(job.log):
-        try:
-            from hindsight.specs import validate
-
-            runtime = {**spec.get("runtime", {}), "threads": threads}
-            _train(validate({**spec, "runtime": runtime}), job, member_dirs)
-            return None
-        except Exception as exc:  # noqa: BLE001 - a failing run is recorded, never raised into the study
-            text = traceback.format_exc()
-            for where in [job, *(member_dirs or [])]:
-                with contextlib.suppress(OSError):
-                    where.path.mkdir(parents=True, exist_ok=True)
-                    where.error.write_text(text)
-            return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    try:
+        train_job(spec, job, threads, member_dirs)
+        return None
+    except Exception as exc:  # noqa: BLE001 - a failing run is recorded, never raised into the study
+        text = traceback.format_exc()
+        for where in [job, *(member_dirs or [])]:
+            with contextlib.suppress(OSError):
+                where.path.mkdir(parents=True, exist_ok=True)
+                where.error.write_text(text)
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 def _process_main(spec: dict[str, Any], run_dir: str, threads: int, members: list[str] | None) -> None:
@@ -171,55 +177,27 @@ class LocalBackend:
         pass
 
 
-class RayBackend:
-    """Each run as a Ray task (one CPU, a fresh worker process per task, no retries).
+@attrs.frozen
+class RayOptions:
+    """How a study runs on Ray Tune (``hindsight.studies.tune``).
 
-    Starts Ray locally unless it is already initialized or ``address`` names a cluster; with a cluster,
-    the study directory must be on a filesystem its nodes share.
+    Attributes:
+        address: the cluster (``HOST:PORT`` of its GCS, ``ray://HOST:PORT`` for Ray Client, ``auto``); None
+            starts Ray on this machine, or uses the Ray this process already initialized.
+        storage: where trials' checkpoints and run directories go (a local path, NFS, or a URI such as
+            ``s3://bucket/studies``); None: ``<study dir>/tune`` on this machine.
+        max_failures: retries of a failed trial, each from its last checkpoint.
+        connect_timeout_s: how long to wait for ``address`` to answer.
+        cpus_per_job: CPUs a trial reserves (its torch threads too); None: the spec's ``runtime.threads``.
+        gpus_per_job: GPUs (a fraction shares one) a trial reserves; None: 1 for a CUDA spec, else 0.
     """
 
-    def __init__(self, workers: int, address: str | None):
-        try:
-            import ray
-        except ImportError:
-            raise BackendError("the ray backend needs Ray: pip install 'hindsight[ray]'") from None
-        self._ray = ray
-        self._owns = not ray.is_initialized()
-        if self._owns:
-            try:
-                ray.init(
-                    address=address, num_cpus=None if address else workers, include_dashboard=False, log_to_driver=False
-                )
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise BackendError(f"cannot start Ray{f' at {address}' if address else ''}: {exc}") from None
-        self.threads = 1
-        options: dict[str, Any] = {"num_cpus": 1, "max_calls": 1, "max_retries": 0}
-        if address and "MUJOCO_GL" in os.environ:  # a local Ray inherits our environment; a cluster does not
-            options["runtime_env"] = {"env_vars": {"MUJOCO_GL": os.environ["MUJOCO_GL"]}}
-        self._task = ray.remote(**options)(train_run)
-
-    def start(self, spec: dict[str, Any], run_dir: Path, members: list[Path] | None = None) -> Any:
-        """Train ``spec`` into ``run_dir``; a population's members write the run directories ``members``."""
-        paths = None if members is None else [str(m.resolve()) for m in members]
-        return self._task.remote(spec, str(run_dir.resolve()), self.threads, paths)
-
-    def poll(self, handle: Any) -> tuple[bool, str | None]:
-        """(ended, why the task died when it did not return normally)."""
-        ready, _ = self._ray.wait([handle], timeout=0)
-        if not ready:
-            return False, None
-        try:
-            self._ray.get(handle)
-        except self._ray.exceptions.RayError as exc:
-            return True, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
-        return True, None
-
-    def cancel(self, handle: Any) -> None:
-        self._ray.cancel(handle, force=True)
-
-    def close(self) -> None:
-        if self._owns:
-            self._ray.shutdown()
+    address: str | None = None
+    storage: str | None = None
+    max_failures: int = 3
+    connect_timeout_s: float = 30.0
+    cpus_per_job: int | None = None
+    gpus_per_job: float | None = None
 
 
 @attrs.define
@@ -243,6 +221,17 @@ class RunStatus:
             self.epoch, self.env_steps = rows[-1]["epoch"], rows[-1]["env_steps"]
             returns = [r["eval/return_mean"] for r in rows if r.get("eval/return_mean") is not None]
             self.eval_return = returns[-1] if returns else None
+        self.tick()
+
+    def observe(self, row: dict[str, Any]) -> None:
+        """Take the epoch, env steps and eval return (when it has one) of a newly reported metrics row."""
+        self.epoch, self.env_steps = row["epoch"], row["env_steps"]
+        if row.get("eval/return_mean") is not None:
+            self.eval_return = row["eval/return_mean"]
+        self.tick()
+
+    def tick(self) -> None:
+        """Bring the running time up to date."""
         if self.started is not None:
             self.seconds = time.monotonic() - self.started
 
@@ -380,9 +369,59 @@ def plan_jobs(statuses: list[RunStatus], out: Path, population: int = 1) -> list
     return sorted(jobs, key=lambda job: job.statuses[0].run.seed)
 
 
-def make_backend(name: str, workers: int, address: str | None = None) -> LocalBackend | RayBackend:
-    """The ``local`` or ``ray`` backend."""
-    return RayBackend(workers, address) if name == "ray" else LocalBackend(workers)
+def make_backend(workers: int) -> LocalBackend:
+    """The local backend with ``workers`` processes."""
+    return LocalBackend(workers)
+
+
+class Progress:
+    """What a study shows while it runs: status.json (rewritten at each change), a printed line per state
+    change (off a terminal; on one, a live table) and every ``report_s`` seconds a line per running run."""
+
+    def __init__(
+        self, study: str, backend: str, statuses: list[RunStatus], out: Path, console: Console, report_s: float
+    ):
+        self.study, self.backend, self.statuses, self.out = study, backend, statuses, out
+        self.console, self.report_s = console, report_s
+        self._live = Live(status_table(statuses), console=console, auto_refresh=False) if console.is_terminal else None
+        self._reported = time.monotonic()
+
+    def __enter__(self) -> Progress:
+        if self._live is not None:
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+
+    def save(self) -> None:
+        """Rewrite status.json."""
+        runs = [s.to_dict() for s in self.statuses]
+        _write_json(
+            self.out / STATUS_FILE,
+            {"study": self.study, "backend": self.backend, "updated": time.time(), "runs": runs},
+        )
+
+    def changed(self, status: RunStatus) -> None:
+        """A run's state changed: save, and print its line off a terminal."""
+        self.save()
+        if not self.console.is_terminal:
+            self.console.print(status.line(), highlight=False, markup=False, soft_wrap=True)
+
+    def note(self, text: str) -> None:
+        """A line about the study as a whole."""
+        self.console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    def tick(self) -> None:
+        """Redraw the live table; every ``report_s`` seconds, save and print each running run's line."""
+        if self._live is not None:
+            self._live.update(status_table(self.statuses), refresh=True)
+        if time.monotonic() - self._reported >= self.report_s:
+            self._reported = time.monotonic()
+            for status in self.statuses:
+                if status.state == "running":
+                    self.changed(status)
 
 
 def run_study(
@@ -390,17 +429,20 @@ def run_study(
     runs: list[PlannedRun],
     out: Path,
     backend: str = "local",
-    workers: int = 2,
-    address: str | None = None,
+    workers: int | None = None,
     console: Console | None = None,
     poll_s: float = 0.5,
     report_s: float = 60.0,
     population: int | None = None,
+    ray: RayOptions | None = None,
 ) -> list[RunStatus]:
-    """Run every unfinished run, at most ``workers`` jobs at once, seed by seed; returns each run's final status.
+    """Run every unfinished run, seed by seed; returns each run's final status.
 
-    ``population`` (default: the study's) packs up to that many seeds of a configuration into one
-    population job (see ``plan_jobs``); a failing population fails each of its runs with its error.
+    ``local`` runs at most ``workers`` (default 2) jobs at once in spawned processes; ``ray`` runs each job
+    as a Ray Tune trial (``ray`` options; at most ``workers`` at once when given, else as many as the
+    cluster's resources allow, see ``hindsight.studies.tune``). ``population`` (default: the study's) packs
+    up to that many seeds of a configuration into one population job (see ``plan_jobs``); a failing
+    population fails each of its runs with its error.
 
     Progress is one line per run: a live table on a terminal, else a printed line at each state change and
     every ``report_s`` seconds for each running run (when status.json is rewritten too).
@@ -409,69 +451,59 @@ def run_study(
     console = console or Console(stderr=True)
     prepare_study_dir(study, runs, out)
     statuses = initial_statuses(runs, out)
-    pending = plan_jobs(statuses, out, study.population if population is None else population)
-    running: dict[str, tuple[Job, Any]] = {}
-
-    def save() -> None:
-        _write_json(
-            out / STATUS_FILE,
-            {"study": study.name, "backend": backend, "updated": time.time(), "runs": [s.to_dict() for s in statuses]},
-        )
-
-    def changed(status: RunStatus) -> None:
-        save()
-        if not console.is_terminal:
-            console.print(status.line(), highlight=False, markup=False, soft_wrap=True)
-
+    size = study.population if population is None else population
+    jobs = plan_jobs(statuses, out, size)
+    progress = Progress(study.name, backend, statuses, out, console, report_s)
     for status in statuses:
         if status.state == "skipped":
-            changed(status)
-    save()
-    engine = make_backend(backend, workers, address) if pending else None
-    live = Live(status_table(statuses), console=console, auto_refresh=False) if console.is_terminal else None
-    reported = time.monotonic()
+            progress.changed(status)
+    progress.save()
+    if jobs:
+        with progress:
+            if backend == "ray":
+                from hindsight.studies.tune import run_on_ray
+
+                run_on_ray(study, runs, jobs, out, progress, ray or RayOptions(), workers, size, poll_s)
+            else:
+                _run_local(jobs, out, progress, workers or 2, poll_s)
+    progress.save()
+    return statuses
+
+
+def _run_local(pending: list[Job], out: Path, progress: Progress, workers: int, poll_s: float) -> None:
+    """Train ``pending`` in at most ``workers`` spawned processes at once."""
+    engine = make_backend(workers)
+    running: dict[str, tuple[Job, Any]] = {}
     try:
-        with live or contextlib.nullcontext():
-            while pending or running:
-                assert engine is not None  # made whenever a job was pending
-                while pending and len(running) < workers:
-                    job = pending.pop(0)
-                    for status in job.statuses:
-                        status.state, status.started = "running", time.monotonic()
-                    running[job.id] = (job, job.start(engine))
-                    for status in job.statuses:
-                        changed(status)
-                time.sleep(poll_s)
-                for job_id, (job, handle) in list(running.items()):
-                    ended, crash = engine.poll(handle)
-                    for status in job.statuses:
-                        status.refresh(out / RUNS_DIR / status.run.id)
-                    if not ended:
-                        continue
-                    del running[job_id]
-                    for status in job.statuses:
-                        _settle(status, out / RUNS_DIR / status.run.id, crash)
-                        changed(status)
-                if live is not None:
-                    live.update(status_table(statuses), refresh=True)
-                if time.monotonic() - reported >= report_s:
-                    reported = time.monotonic()
-                    for job, _ in running.values():
-                        for status in job.statuses:
-                            changed(status)
+        while pending or running:
+            while pending and len(running) < workers:
+                job = pending.pop(0)
+                for status in job.statuses:
+                    status.state, status.started = "running", time.monotonic()
+                running[job.id] = (job, job.start(engine))
+                for status in job.statuses:
+                    progress.changed(status)
+            time.sleep(poll_s)
+            for job_id, (job, handle) in list(running.items()):
+                ended, crash = engine.poll(handle)
+                for status in job.statuses:
+                    status.refresh(out / RUNS_DIR / status.run.id)
+                if not ended:
+                    continue
+                del running[job_id]
+                for status in job.statuses:
+                    _settle(status, out / RUNS_DIR / status.run.id, crash)
+                    progress.changed(status)
+            progress.tick()
     except KeyboardInterrupt:
         for job, handle in running.values():
-            assert engine is not None  # made whenever a job was pending
             engine.cancel(handle)
             for status in job.statuses:
                 status.state, status.error = "interrupted", "interrupted by the user"
-        save()
+        progress.save()
         raise
     finally:
-        if engine is not None:
-            engine.close()
-    save()
-    return statuses
+        engine.close()
 
 
 def _settle(status: RunStatus, run_dir: Path, crash: str | None) -> None:

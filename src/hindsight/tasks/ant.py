@@ -26,9 +26,10 @@ import torch
 from dm_control import mjcf
 from pydantic import Field
 
+from hindsight.protocols import TaskField
 from hindsight.render.views import VARIANT_COLORS, View, add_arrow
 from hindsight.specs import Params
-from hindsight.tasks.base import EnvFamily, MultiTaskTask, TaskSet
+from hindsight.tasks.base import EnvFamily, FamilyParams, FieldsSideBySide, MultiTaskTask, TaskSet
 
 ANT_XML = os.path.join(os.path.dirname(dm_control.__file__), "third_party", "ant", "ant.xml")
 PHYSICS_DT = 0.01
@@ -40,10 +41,12 @@ RESET_VELOCITY_NOISE = 0.1
 EVAL_COUNT = 25
 
 
-class DirectionTasks(TaskSet):
+class DirectionTasks(FieldsSideBySide, TaskSet):
     """theta ~ U(-pi, pi): the direction to move in; eval set theta_k = -pi + pi/25 + 2 pi k / 25."""
 
     task_dim = 1
+    fields = (TaskField("direction", ("direction",), (-math.pi,), (math.pi,), doc="direction to move in (rad)"),)
+    z_labels = ("direction",)
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """[n, 1] directions drawn uniformly from [-pi, pi)."""
@@ -259,8 +262,9 @@ class AntDirection(EnvFamily):
     Reward = AntDirectionReward
     features_name = "ant_motion"
     view = DirectionView
+    observation_layout = "joint positions without the torso x, y (13), joint velocities (14)"
 
-    class Params(Params):
+    class Params(FamilyParams):
         horizon: int = Field(default=1000, ge=1)
 
     feature_dim = 3

@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import collections
 import copy
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import mujoco as mj
 import numpy as np
@@ -21,10 +21,27 @@ from dm_control import mujoco
 from dm_control.mujoco.wrapper import core
 from dm_control.rl import control
 from dm_control.suite import base
+from pydantic import Field
 
-from hindsight.protocols import RewardFamily
+from hindsight.protocols import RewardFamily, TaskField
 from hindsight.render.views import View
 from hindsight.specs import Params
+
+# How an episode's last step, at the horizon, is stored: a true terminal (the task ends there: the
+# observation carries t/H, as in the reference code's point and Fetch envs) or a truncation of an
+# infinite-horizon task (bootstrapped).
+TimeLimit = Literal["terminal", "truncation"]
+
+
+class FamilyParams(Params):
+    """Base of the env families' parameters: the horizon and how it ends an episode."""
+
+    horizon: int = Field(ge=1)
+    time_limit: TimeLimit = Field(
+        default="truncation",
+        description="terminal: the step at the horizon is a true terminal (no bootstrap); "
+        "truncation: the time limit cuts an infinite-horizon task (bootstrap)",
+    )
 
 
 class TaskSet:
@@ -35,6 +52,21 @@ class TaskSet:
 
     def __init__(self, params: Any = None):
         self.params = params if params is not None else self.Params()
+
+
+class FieldsSideBySide:
+    """The ``TaskFields`` capability of a task vector made of its ``fields`` side by side, in order."""
+
+    fields: ClassVar[tuple[TaskField, ...]]
+
+    def from_fields(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Tasks [N, Z]: the fields' values [N, size] concatenated in order."""
+        return torch.cat([values[field.name] for field in self.fields], -1)
+
+    def to_fields(self, tasks: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each field's slice [N, size] of tasks [N, Z]."""
+        parts = tasks.split([field.size for field in self.fields], -1)
+        return {field.name: part for field, part in zip(self.fields, parts, strict=True)}
 
 
 class MultiTaskTask(base.Task):
@@ -54,6 +86,7 @@ class MultiTaskTask(base.Task):
         self._action: np.ndarray | None = None
         self._features = np.zeros(feature_dim)
         self.steps = 0
+        self.time_limit: TimeLimit = "truncation"  # the family's ``time_limit`` (set by ``make_env``)
 
     def set_task(self, task: np.ndarray) -> None:
         """Set z (shape [Z]) for the episodes that follow."""
@@ -97,7 +130,7 @@ class MultiTaskTask(base.Task):
         return float(self._reward.reward(features, action, task)[0, 0, 0])
 
     def get_termination(self, physics):
-        if self.is_terminal(physics):
+        if self.is_terminal(physics) or (self.time_limit == "terminal" and self.steps >= self.horizon):
             return 0.0
         return None
 
@@ -137,6 +170,7 @@ class EnvFamily(abc.ABC):
         private_model: True when the family's task writes to the model (e.g. moves marker sites per
             episode), so each environment needs its own copy of the compiled model.
         view: how ``hindsight render`` shows the family (camera, task markers, drawings).
+        observation_layout: what the observation's components are, in words (exported with a policy).
     Instance attributes:
         params, horizon (T), model (compiled once, shared by the environments).
 
@@ -156,6 +190,7 @@ class EnvFamily(abc.ABC):
 
     private_model: ClassVar[bool] = False
     view: ClassVar[type] = View
+    observation_layout: ClassVar[str] = ""
 
     def __init__(self, params: Any = None):
         self.params = params if params is not None else self.Params()
@@ -174,13 +209,18 @@ class EnvFamily(abc.ABC):
         """A new environment whose physics noise is seeded by ``seed``; set z via ``env.task.set_task``.
         With ``reward`` None its steps' rewards are 0: the caller scores the recorded features."""
         physics = physics_from_model(self.model, private=self.private_model)
-        return make_control_env(physics, self.make_task(reward, seed, physics), self.control_dt)
+        task = self.make_task(reward, seed, physics)
+        task.time_limit = self.params.time_limit
+        return make_control_env(physics, task, self.control_dt)
 
 
 def make_control_env(physics, task: MultiTaskTask, control_timestep: float) -> control.Environment:
-    """Wrap physics and task in ``control.Environment`` with an exact ``task.horizon``-step time limit."""
+    """Wrap physics and task in ``control.Environment`` ending episodes after exactly ``task.horizon`` steps:
+    as a truncation (discount 1, the time limit) or, for ``task.time_limit == "terminal"``, as a true
+    terminal (discount 0, from the task's termination)."""
     env = control.Environment(physics, task, time_limit=float("inf"), control_timestep=control_timestep)
-    env._step_limit = float(task.horizon)  # exact step count; avoids float rounding of time_limit / dt
+    if task.time_limit == "truncation":
+        env._step_limit = float(task.horizon)  # exact step count; avoids float rounding of time_limit / dt
     return env
 
 

@@ -9,6 +9,7 @@ Reward features (4) after each step: forward velocity (x_after - x_before) / dt,
 torso height (the rootz joint), pitch rate (the rooty joint velocity).
 Task z (4): g ~ N(0, I_4) (redrawn if |g| < 1e-4), z = (g1, |g2|, |g3|, g4) / |g|. Reward r = z . features.
 Observation (17): joint positions without rootx (8) and all velocities (9).
+Objectives (4): the four features; z is their weight vector.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import torch
 from dm_control.suite import cheetah as suite_cheetah
 from pydantic import Field
 
+from hindsight.protocols import TaskField
 from hindsight.render.views import View
 from hindsight.resources import env_asset
 from hindsight.specs import Params
-from hindsight.tasks.base import EnvFamily, MultiTaskTask, TaskSet
+from hindsight.tasks.base import EnvFamily, FamilyParams, MultiTaskTask, TaskSet
 
 CONTROL_DT = 0.05
 CONTROL_COST = 0.1
@@ -35,12 +37,36 @@ FRONT_THIGH_GEAR = 120.0
 ROOTX, ROOTZ, ROOTY = 0, 1, 2  # the torso's joints, first in qpos and qvel
 EVAL_SEED = 2020  # the shipped eval set is ``CheetahTasks().sample(25, torch.Generator().manual_seed(EVAL_SEED))``
 EVAL_COUNT = 25
+# per-step lower bounds of the objectives (see CheetahReward)
+LOWEST_VELOCITY = -10.0  # m/s
+LOWEST_HEIGHT = -0.7  # m: the torso starts 0.7 m above the floor
+LOWEST_PITCH_RATE = -10.0  # rad/s
 
 
 class CheetahTasks(TaskSet):
     """Unit vectors z = (g1, |g2|, |g3|, g4) / |g| with g ~ N(0, I_4): non-negative energy and height weights."""
 
     task_dim = 4
+    fields = (
+        TaskField(
+            "weights",
+            ("velocity", "energy", "height", "pitch_rate"),
+            (-1.0, 0.0, 0.0, -1.0),
+            (1.0, 1.0, 1.0, 1.0),
+            unit_length=True,
+            doc="objective weights (negative velocity: run backward; negative pitch rate: flip backward)",
+        ),
+    )
+    z_labels = ("w_velocity", "w_energy", "w_height", "w_pitch_rate")
+
+    def from_fields(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[N, 4]: the weights [N, 4] scaled to unit length."""
+        weights = values["weights"]
+        return weights / torch.linalg.vector_norm(weights, dim=-1, keepdim=True)
+
+    def to_fields(self, tasks: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The weights [N, 4]: the tasks [N, 4] themselves."""
+        return {"weights": tasks}
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """[n, 4] unit task vectors; draws with |g| < 1e-4 are redrawn."""
@@ -59,11 +85,22 @@ class CheetahTasks(TaskSet):
 
 
 class CheetahReward:
-    """r = z . (forward velocity, control cost, torso height, pitch rate)."""
+    """r = z . (forward velocity, control cost, torso height, pitch rate).
+
+    Objectives: the four features. Their per-step lower bounds (``reference_point``): control cost -0.6
+    (0.1 |a|^2 for six actions in [-1, 1]); height -0.7 m (the torso starts 0.7 m above the floor);
+    velocity -10 m/s and pitch rate -10 rad/s, which have no physical bound: beyond any single step of
+    uniform random, bang-bang or sinusoidal actions (at most 2.8 m/s and 8 rad/s, either way). The front:
+    10 non-negative weight vectors (forward running, saving energy, height, forward pitch), one episode each.
+    """
 
     env_features = "cheetah_objectives"
     feature_dim = 4
     task_dim = 4
+    objective_names = ("velocity", "energy", "height", "pitch_rate")
+    reference_point = (LOWEST_VELOCITY, -CONTROL_COST * 6, LOWEST_HEIGHT, LOWEST_PITCH_RATE)
+    front_weights = 10
+    front_situations = 1
 
     class Params(Params):
         pass
@@ -82,6 +119,18 @@ class CheetahReward:
         """[B, K] sums of weights [B, T] times the rewards under tasks [K, 4]: linear in z, so the weighted
         feature sums [B, 4] times the tasks."""
         return torch.einsum("btf,bt->bf", features, weights) @ tasks.t()
+
+    def objectives(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+        """[B, T, 4]: the features [B, T, 4] themselves (actions and tasks unused)."""
+        return features
+
+    def weights(self, tasks: torch.Tensor) -> torch.Tensor:
+        """The weights [N, 4]: the tasks [N, 4] themselves."""
+        return tasks
+
+    def with_weights(self, tasks: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``weights`` [N, 4] scaled to unit length: the weights are the whole task."""
+        return (weights / torch.linalg.vector_norm(weights, dim=-1, keepdim=True)).to(tasks.dtype)
 
 
 class CheetahTask(MultiTaskTask):
@@ -154,8 +203,12 @@ class CheetahMulti(EnvFamily):
     Reward = CheetahReward
     features_name = "cheetah_objectives"
     view = CheetahView
+    observation_layout = (
+        "joint positions without rootx (8: rootz, rooty, bthigh, bshin, bfoot, fthigh, fshin, ffoot), "
+        "joint velocities (9: rootx, then the same)"
+    )
 
-    class Params(Params):
+    class Params(FamilyParams):
         horizon: int = Field(default=1000, ge=1)
 
     feature_dim = 4

@@ -18,12 +18,14 @@ Task z (8) = (u, v, goal xyz, obstacle xyz): u ~ U(0, 0.25), v ~ U(0.5, 1), goal
 r = w_dist D(d) - w_energy |a[:3]| + w_safety log10(d_o + 0.01) / 5, D one of s exp(-d^2 / 0.08^2)
 (default, s = 1), 1[d < 0.04], or 0.2 - d.
 Optional ``action_noise``: std of Gaussian noise added to the xyz action before it moves the arm.
+Objectives (3): distance D(d), energy -|a[:3]| and safety log10(d_o + 0.01) / 5.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 from typing import Literal
 
@@ -33,12 +35,12 @@ import torch
 from dm_env import specs
 from pydantic import Field
 
-from hindsight.protocols import GoalPart
+from hindsight.protocols import GoalPart, TaskField
 from hindsight.render.views import VARIANT_COLORS, View, add_geom
 from hindsight.resources import env_asset
 from hindsight.specs import Params
-from hindsight.tasks.base import EnvFamily, MultiTaskTask, TaskSet
-from hindsight.tasks.point_reacher import PointReacherView, reacher_weights
+from hindsight.tasks.base import EnvFamily, FamilyParams, MultiTaskTask, TaskSet, TimeLimit
+from hindsight.tasks.point_reacher import REACHER_WEIGHTS, PointReacherView, reacher_uv, reacher_weights
 
 SUBSTEPS = 100
 ACTION_SCALE = 0.05  # metres of mocap motion for a unit action
@@ -50,6 +52,9 @@ FINGERS = ("robot0:r_gripper_finger_joint", "robot0:l_gripper_finger_joint")
 TASK_RANGE = 0.15
 EVAL_SEED = 2020  # the shipped eval set is ``FetchTasks().sample(25, torch.Generator().manual_seed(EVAL_SEED))``
 EVAL_COUNT = 25
+# the gripper stayed within 1.51 m of its start when pushed along each of the 26 axis and diagonal
+# directions for 100 steps (twice the horizon); goals lie within 0.15 sqrt(3) = 0.26 m of it
+FARTHEST_GOAL = 1.9
 
 
 def fetch_xml_path() -> str:
@@ -78,17 +83,50 @@ class FetchTasks(TaskSet):
         data = json.loads(env_asset("fetch_reach", "eval_tasks.json").read_text())
         return torch.tensor(data["tasks"], dtype=torch.float32)
 
+    fields = (
+        REACHER_WEIGHTS,
+        TaskField(
+            "goal", ("x", "y", "z"), (-TASK_RANGE,) * 3, (TASK_RANGE,) * 3, doc="goal, relative to the start (m)"
+        ),
+        TaskField(
+            "obstacle",
+            ("x", "y", "z"),
+            (-TASK_RANGE,) * 3,
+            (TASK_RANGE,) * 3,
+            doc="obstacle, relative to the start (m)",
+        ),
+    )
+    z_labels = ("u", "v", "goal_x", "goal_y", "goal_z", "obstacle_x", "obstacle_y", "obstacle_z")
+
+    def from_fields(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[N, 8]: u = atan2(w_energy, w_distance) / 2 pi and v = (w_safety + 1) / 2 for the unit weights
+        w, then the goal and obstacle [N, 3] as they are."""
+        return torch.cat([reacher_uv(values["weights"]), values["goal"], values["obstacle"]], -1)
+
+    def to_fields(self, tasks: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Unit weights [N, 3], goal and obstacle [N, 3] of tasks [N, 8]."""
+        return {"weights": reacher_weights(tasks[:, 0], tasks[:, 1]), "goal": tasks[:, 2:5], "obstacle": tasks[:, 5:8]}
+
     def goal_part(self) -> GoalPart:
         """The goal is z[2:5], the reached gripper position (relative to its start) read from the features."""
         return GoalPart(task_slice=slice(2, 5), from_features=lambda features: features[..., :3])
 
 
 class FetchReward:
-    """Goal distance, energy and obstacle safety in 3-D, weighted by the PointReacher unit weights."""
+    """Goal distance, energy and obstacle safety in 3-D, weighted by the PointReacher unit weights.
+
+    Objectives: the three unweighted terms. Their per-step lower bounds (``reference_point``): distance 0
+    (gaussian, indicator) or 0.2 - 1.9 (dense: ``FARTHEST_GOAL``); energy -sqrt(3) (|a[:3]| of a clipped
+    action); safety log10(0.01) / 5 = -0.4 (at the obstacle). The front: 10 weight vectors under one draw
+    of goal and obstacle (an episode costs about 0.2 s).
+    """
 
     env_features = "fetch_gripper"
     feature_dim = 3
     task_dim = 8
+    objective_names = ("distance", "energy", "safety")
+    front_weights = 10
+    front_situations = 1
 
     class Params(Params):
         distance: Literal["gaussian", "indicator", "dense"] = Field(
@@ -99,10 +137,34 @@ class FetchReward:
 
     def __init__(self, params: FetchReward.Params | None = None):
         self.params = params or self.Params()
+        lowest_distance = 0.2 - FARTHEST_GOAL if self.params.distance == "dense" else 0.0
+        self.reference_point = (lowest_distance, -math.sqrt(3), math.log10(0.01) / 5)
 
     def reward(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
         """[B, K, T] rewards for features [B, T, 3] (gripper position after the step), actions [B, T, 4],
         tasks [B, K, 8]."""
+        distance, energy, safety = self.terms(features, actions, tasks)
+        w = reacher_weights(tasks[..., 0], tasks[..., 1])[:, :, None]  # [B, K, 1, 3]
+        return w[..., 0] * distance + w[..., 1] * energy + w[..., 2] * safety
+
+    def objectives(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+        """[B, T, 3]: distance, energy and safety of every step (features [B, T, 3], actions [B, T, 4],
+        tasks [B, 8])."""
+        return torch.stack([term[:, 0] for term in self.terms(features, actions, tasks[:, None])], -1)
+
+    def weights(self, tasks: torch.Tensor) -> torch.Tensor:
+        """The unit weights [N, 3] of tasks [N, 8]."""
+        return reacher_weights(tasks[:, 0], tasks[:, 1])
+
+    def with_weights(self, tasks: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Tasks [N, 8] with (u, v) encoding the direction of ``weights`` [N, 3]."""
+        return torch.cat([reacher_uv(weights).to(tasks.dtype), tasks[:, 2:]], -1)
+
+    def terms(
+        self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The unweighted terms for features [B, T, 3], actions [B, T, 4], tasks [B, K, 8]: distance
+        [B, K, T], energy [B, 1, T] (task-independent), safety [B, K, T]."""
         p = features[:, None, :, :3]  # [B, 1, T, 3]
         d = torch.linalg.vector_norm(p - tasks[:, :, None, 2:5], dim=-1)  # [B, K, T]
         d_obstacle = torch.linalg.vector_norm(p - tasks[:, :, None, 5:8], dim=-1)
@@ -114,8 +176,7 @@ class FetchReward:
             distance = 0.2 - d
         energy = -torch.linalg.vector_norm(actions[..., :3].clamp(-1.0, 1.0), dim=-1)[:, None]  # [B, 1, T]
         safety = torch.log10(d_obstacle + 0.01) / 5
-        w = reacher_weights(tasks[..., 0], tasks[..., 1])[:, :, None]  # [B, K, 1, 3]
-        return w[..., 0] * distance + w[..., 1] * energy + w[..., 2] * safety
+        return distance, energy, safety
 
 
 class FetchTask(MultiTaskTask):
@@ -274,9 +335,14 @@ class FetchReach(EnvFamily):
     Reward = FetchReward
     features_name = "fetch_gripper"
     view = FetchView
+    observation_layout = (
+        "gripper position - p0 (3, m), finger positions (2), gripper velocity * 0.2 s (3), "
+        "finger velocities * 0.2 s (2)"
+    )
 
-    class Params(Params):
+    class Params(FamilyParams):
         horizon: int = Field(default=50, ge=1)
+        time_limit: TimeLimit = "terminal"  # the task ends at the horizon, as in the reference code
         action_noise: float = Field(default=0.0, ge=0, description="std of Gaussian noise on the xyz action")
 
     feature_dim = 3

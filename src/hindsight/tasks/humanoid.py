@@ -22,9 +22,8 @@ import mujoco as mj
 from dm_control.suite import humanoid as suite_humanoid
 from pydantic import Field
 
-from hindsight.specs import Params
 from hindsight.tasks.ant import DirectionReward, DirectionTask, DirectionTasks, DirectionView
-from hindsight.tasks.base import EnvFamily
+from hindsight.tasks.base import EnvFamily, FamilyParams
 
 CONTROL_DT = 0.025
 HEALTHY_Z = (1.0, 2.0)
@@ -57,8 +56,9 @@ class HumanoidDirection(EnvFamily):
     Reward = HumanoidDirectionReward
     features_name = "humanoid_motion"
     view = HumanoidView
+    observation_layout = "joint positions without the torso x, y (26), joint velocities (27)"
 
-    class Params(Params):
+    class Params(FamilyParams):
         horizon: int = Field(default=1000, ge=1)
 
     feature_dim = 2

@@ -4,6 +4,7 @@ Task z (6) = (u, v, theta_g, r_g, theta_o, r_o); goal g = r_g (cos theta_g, sin 
 o likewise; weights w = (cos a sin p, sin a sin p, cos p) with a = 2 pi u, p = arccos(2 v - 1).
 Reward with p the position after the step: w_dist (0.2 - |p - g|) - w_energy |a| + w_safety log10(|p - o| + 0.01) / 5.
 Reward features (2): the position after the step.
+Objectives (3): distance, energy and safety, the three terms above (the reward family's ``objectives``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from hindsight.protocols import GoalPart
+from hindsight.protocols import GoalPart, TaskField
 from hindsight.render.views import VARIANT_COLORS, PointView, add_geom
 from hindsight.resources import env_asset
 from hindsight.specs import Params
-from hindsight.tasks.base import EnvFamily, MultiTaskTask, TaskSet
+from hindsight.tasks.base import EnvFamily, FamilyParams, MultiTaskTask, TaskSet, TimeLimit
 
 CONTROL_DT = 0.1  # one Euler physics step per control step
 MAX_STEP_SPEED = 0.25  # per-step velocity bound of the reference dynamics
@@ -40,6 +41,24 @@ def polar_to_xy(theta: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
     return torch.stack([radius * torch.cos(theta), radius * torch.sin(theta)], -1)
 
 
+def xy_to_polar(points: torch.Tensor) -> torch.Tensor:
+    """(angle, radius) [..., 2] of Cartesian points [..., 2] (``polar_to_xy``'s inverse)."""
+    return torch.stack([torch.atan2(points[..., 1], points[..., 0]), torch.hypot(points[..., 0], points[..., 1])], -1)
+
+
+def reacher_uv(weights: torch.Tensor) -> torch.Tensor:
+    """(u, v) [..., 2] encoding the direction of non-negative weights [..., 3] (``reacher_weights``' inverse)."""
+    w = weights / torch.linalg.vector_norm(weights, dim=-1, keepdim=True)
+    u = torch.atan2(w[..., 1], w[..., 0]) / (2 * math.pi)
+    return torch.stack([u, (w[..., 2] + 1) / 2], -1)
+
+
+# the fields of a task in its own terms; weights in the order of the objectives
+REACHER_WEIGHTS = TaskField(
+    "weights", ("distance", "energy", "safety"), (0.0,) * 3, (1.0,) * 3, unit_length=True, doc="objective weights"
+)
+
+
 class PointReacherTasks(TaskSet):
     """u ~ U(0, 0.25), v ~ U(0.5, 1), theta_g, theta_o ~ U(-pi, pi), r_g, r_o ~ U(0.15, 0.30)."""
 
@@ -57,6 +76,28 @@ class PointReacherTasks(TaskSet):
         """None: evaluation draws fresh tasks each episode."""
         return None
 
+    fields = (
+        REACHER_WEIGHTS,
+        TaskField("goal", ("x", "y"), (-0.3, -0.3), (0.3, 0.3), length=(0.15, 0.3), doc="goal position (m)"),
+        TaskField("obstacle", ("x", "y"), (-0.3, -0.3), (0.3, 0.3), length=(0.15, 0.3), doc="obstacle position (m)"),
+    )
+    z_labels = ("u", "v", "goal_angle", "goal_radius", "obstacle_angle", "obstacle_radius")
+
+    def from_fields(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[N, 6]: u = atan2(w_energy, w_distance) / 2 pi and v = (w_safety + 1) / 2 for the unit weights
+        w; each of goal and obstacle (x, y) [N, 2] as its angle atan2(y, x) and radius |(x, y)|."""
+        return torch.cat(
+            [reacher_uv(values["weights"]), xy_to_polar(values["goal"]), xy_to_polar(values["obstacle"])], -1
+        )
+
+    def to_fields(self, tasks: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Unit weights [N, 3], goal and obstacle (x, y) [N, 2] of tasks [N, 6]."""
+        return {
+            "weights": reacher_weights(tasks[:, 0], tasks[:, 1]),
+            "goal": polar_to_xy(tasks[:, 2], tasks[:, 3]),
+            "obstacle": polar_to_xy(tasks[:, 4], tasks[:, 5]),
+        }
+
     def goal_part(self) -> GoalPart:
         """The goal is (theta_g, r_g): the polar coordinates of a reached position."""
 
@@ -68,11 +109,20 @@ class PointReacherTasks(TaskSet):
 
 
 class PointReacherReward:
-    """Goal distance, energy and obstacle safety weighted by the task's unit weight vector."""
+    """Goal distance, energy and obstacle safety weighted by the task's unit weight vector.
+
+    Objectives: the three unweighted terms. Their per-step lower bounds (``reference_point``): distance
+    0.2 - (sqrt(2) + 0.3) when dense (positions stay in [-1, 1]^2, goals within 0.3 of the origin), 0 when
+    sparse; energy -sqrt(2) (an action in [-1, 1]^2); safety log10(0.01) / 5 = -0.4 (at the obstacle).
+    The front: 15 weight vectors, each under the same 4 draws of goal and obstacle.
+    """
 
     env_features = "point_position"
     feature_dim = 2
     task_dim = 6
+    objective_names = ("distance", "energy", "safety")
+    front_weights = 15
+    front_situations = 4
 
     class Params(Params):
         distance: Literal["dense", "sparse"] = Field(
@@ -82,6 +132,21 @@ class PointReacherReward:
 
     def __init__(self, params: PointReacherReward.Params | None = None):
         self.params = params or self.Params()
+        lowest_distance = 0.2 - (math.sqrt(2) + 0.3) if self.params.distance == "dense" else 0.0
+        self.reference_point = (lowest_distance, -math.sqrt(2), math.log10(0.01) / 5)
+
+    def objectives(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+        """[B, T, 3]: distance, energy and safety of every step (features [B, T, 2], actions [B, T, 2],
+        tasks [B, 6])."""
+        return torch.stack([term[:, 0] for term in self.terms(features, actions, tasks[:, None])], -1)
+
+    def weights(self, tasks: torch.Tensor) -> torch.Tensor:
+        """The unit weights [N, 3] of tasks [N, 6]."""
+        return reacher_weights(tasks[:, 0], tasks[:, 1])
+
+    def with_weights(self, tasks: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Tasks [N, 6] with (u, v) encoding the direction of ``weights`` [N, 3]."""
+        return torch.cat([reacher_uv(weights).to(tasks.dtype), tasks[:, 2:]], -1)
 
     def terms(
         self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor
@@ -268,10 +333,12 @@ class PointReacher(EnvFamily):
     Tasks = PointReacherTasks
     Reward = PointReacherReward
     features_name = "point_position"
+    observation_layout = "x, y (m), vx * 0.1, vy * 0.1 (m per step), t / H"
     view = PointReacherView
 
-    class Params(Params):
+    class Params(FamilyParams):
         horizon: int = Field(default=20, ge=1)
+        time_limit: TimeLimit = "terminal"  # t/H is observed: the task ends at the horizon (the reference code)
 
     feature_dim = 2
 

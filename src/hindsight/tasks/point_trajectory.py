@@ -15,19 +15,26 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from hindsight.protocols import TaskField
 from hindsight.render.views import VARIANT_COLORS, PointView, add_geom
 from hindsight.resources import env_asset
 from hindsight.specs import Params
-from hindsight.tasks.base import EnvFamily, MultiTaskTask, TaskSet
+from hindsight.tasks.base import EnvFamily, FamilyParams, FieldsSideBySide, MultiTaskTask, TaskSet, TimeLimit
 
 CONTROL_DT = 0.1  # one Euler physics step from rest per control step: the point moves by a / 10
 TRACK_STD = 0.05  # std of the Gaussian around the sinusoid
 
 
-class PointTrajectoryTasks(TaskSet):
+class PointTrajectoryTasks(FieldsSideBySide, TaskSet):
     """theta ~ U(-pi, pi), d ~ U(0.75, 1.0), A ~ U(-0.25, 0.25)."""
 
     task_dim = 3
+    fields = (
+        TaskField("orientation", ("orientation",), (-math.pi,), (math.pi,), doc="the curve's direction (rad)"),
+        TaskField("length_scale", ("length_scale",), (0.75,), (1.0,), doc="half a period of the sinusoid (m)"),
+        TaskField("amplitude", ("amplitude",), (-0.25,), (0.25,), doc="the sinusoid's amplitude (m)"),
+    )
+    z_labels = ("orientation", "length_scale", "amplitude")
     LOW = torch.tensor([-math.pi, 0.75, -0.25])
     HIGH = torch.tensor([math.pi, 1.0, 0.25])
 
@@ -157,9 +164,11 @@ class PointTrajectory(EnvFamily):
     Reward = PointTrajectoryReward
     features_name = "point_position_before"
     view = PointTrajectoryView
+    observation_layout = "x, y (m), t / H"
 
-    class Params(Params):
+    class Params(FamilyParams):
         horizon: int = Field(default=15, ge=1)
+        time_limit: TimeLimit = "terminal"  # t/H is observed: the task ends at the horizon (the reference code)
 
     feature_dim = 2
 

@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import torch
 
-from hindsight.batches import TrajectoryBatch, TransitionBatch
+from hindsight.batches import TrajectoryBatch, TransitionBatch, concat_trajectories, discounted_returns
 from hindsight.build import Problem, build_agent, build_buffer, build_problem, build_relabeler
-from hindsight.protocols import Agent, RelabelContext, RewardFamily
+from hindsight.protocols import Agent, OriginalStorage, RelabelContext, RewardFamily
 from hindsight.runtime import apply_runtime
 from hindsight.seeding import derive_seed, make_generator
 from hindsight.specs import ResolvedSpec
 from hindsight.train import faults
 from hindsight.train.checkpoint import FORMAT, rng_state, save_atomic, set_rng_state
 from hindsight.train.collector import Collector, collect_together
-from hindsight.train.evaluator import Evaluator
+from hindsight.train.evaluator import Evaluator, front_evaluator
 
 if TYPE_CHECKING:
     import dm_env
@@ -66,6 +66,7 @@ class EpochProgress:
         return_sum, episodes: sum and count of collected episodes' undiscounted returns.
         loss_sums: sum of each update metric over this epoch's updates (scalar tensors, never synced).
         update_count: updates this epoch.
+        relabel_sums, relabel_count: sums and count of ``Member.record_relabeling``'s figures.
     """
 
     loop: int = 0
@@ -75,6 +76,8 @@ class EpochProgress:
     episodes: int = 0
     loss_sums: dict[str, torch.Tensor] = attrs.Factory(dict)
     update_count: int = 0
+    relabel_sums: dict[str, torch.Tensor] = attrs.Factory(dict)
+    relabel_count: int = 0
 
     def state_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -110,6 +113,7 @@ class Member:
             Collector(make_envs(problem, seed, "env/eval", eval_count), horizon, problem.reward),
             problem.tasks,
             make_generator(seed, "eval/tasks"),
+            front=front_evaluator(problem, seed, make_envs),  # own envs and streams: learning is unchanged
         )
         self.gen = {
             "tasks": make_generator(seed, "tasks/train"),
@@ -138,27 +142,71 @@ class Member:
         """Whether ``train.warmup_steps`` env steps are stored."""
         return self.env_steps >= self.spec.run.train.warmup_steps
 
-    def collect_random(self) -> None:
-        """One batch of episodes with uniform random actions, relabeled and stored (the warm-up)."""
+    def warm_up(self, agent: Agent) -> None:
+        """One batch of warm-up episodes (``train.warmup_actions``), relabeled and stored; with
+        ``train.warmup_relabel: batch``, the whole warm-up, relabeled together as one batch."""
+        train = self.spec.run.train
+        batches = [self.collect_warmup(agent)]
+        if train.warmup_relabel == "batch":
+            while self.env_steps + sum(int(b.lengths.sum()) for b in batches) < train.warmup_steps:
+                batches.append(self.collect_warmup(agent))
+        self.store(concat_trajectories(batches))
+
+    def collect_warmup(self, agent: Agent) -> TrajectoryBatch:
+        """One batch of episodes with uniform random actions or the (untrained) stochastic policy."""
         action_dim = self.problem.sizes.action_dim
 
         def uniform(obs: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
             return torch.rand(obs.shape[0], action_dim, generator=self.gen["warmup"]) * 2 - 1
 
-        self.store(self.collector.collect(uniform, self.next_tasks()))
+        def policy(obs: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+            actions = agent.act(obs, tasks, deterministic=False, generator=self.gen["policy"], member=self.index)
+            return finite_actions(actions, self.epoch)
+
+        act = policy if self.spec.run.train.warmup_actions == "policy" else uniform
+        return self.collector.collect(act, self.next_tasks())
 
     def store(self, batch: TrajectoryBatch) -> None:
-        """Count a collected batch's steps, relabel it and store every copy in the buffer."""
+        """Count a collected batch's steps, relabel it and store every copy in the buffer: each trajectory
+        under its original task and each relabeled one (only the relabeled ones where the relabeler keeps
+        the original ``unless_chosen`` and chose it)."""
         self.env_steps += int(batch.lengths.sum())
         relabeled = self.relabeler.relabel(batch, self.ctx)  # [B, m, Z]
-        all_tasks = torch.cat([batch.tasks[:, None].to(relabeled.device), relabeled], 1)
+        originals = batch.tasks[:, None].to(relabeled.device)  # [B, 1, Z]
+        all_tasks = torch.cat([originals, relabeled], 1)
         features, actions = batch.features.to(relabeled.device), batch.actions.to(relabeled.device)
         rewards = self.reward.reward(features, actions, all_tasks)  # [B, 1 + m, T]
         if not torch.isfinite(rewards).all():
             reward = self.spec.run.reward
             assert reward is not None  # validate() fills in the env's own reward family
             raise NonFiniteError(f"reward family {reward.kind!r} returned non-finite rewards in epoch {self.epoch + 1}")
-        self.buffer.add(batch, all_tasks, rewards)
+        if relabeled.shape[1]:
+            self.record_relabeling(batch, relabeled, rewards[:, 1:])
+        if isinstance(self.relabeler, OriginalStorage) and self.relabeler.store_original == "unless_chosen":
+            chosen = (relabeled == originals).all(-1).any(1).cpu()  # [B] the original is among the kept tasks
+            for rows, tasks, scored in ((~chosen, all_tasks, rewards), (chosen, relabeled, rewards[:, 1:])):
+                if rows.any():
+                    self.buffer.add(batch.rows(rows), tasks[rows.to(tasks.device)], scored[rows.to(scored.device)])
+        else:
+            self.buffer.add(batch, all_tasks, rewards)
+
+    def record_relabeling(self, batch: TrajectoryBatch, relabeled: torch.Tensor, rewards: torch.Tensor) -> None:
+        """Add the epoch's relabeling diagnostics: the mean task components of relabeled copies and of the
+        originals, and the bias V(s0, z') - R(tau | z') of the relabeled tasks (relabeled [B, m, Z],
+        their rewards [B, m, T])."""
+        agent = self.ctx.agent
+        returns = discounted_returns(rewards, batch.mask[:, None].to(rewards.device), agent.gamma)  # [B, m]
+        values = agent.value(batch.obs[:, 0].to(agent.device), relabeled.to(agent.device), member=self.index)
+        figures = {
+            "relabeled_task_mean": relabeled.mean((0, 1)),
+            "original_task_mean": batch.tasks.mean(0),
+            "value_bias": (values - returns.to(values.device)).mean(),
+        }
+        sums = self.progress.relabel_sums
+        for key, value in figures.items():
+            value = value.detach().float().cpu()
+            sums[key] = sums[key] + value if key in sums else value
+        self.progress.relabel_count += 1
 
     def count_episodes(self, batch: TrajectoryBatch) -> None:
         """Add a loop's collected episodes to the epoch's training return."""
@@ -191,6 +239,11 @@ class Member:
         if progress.update_count:
             row.update({f"train/{k}": (v / progress.update_count).item() for k, v in progress.loss_sums.items()})
         row.update(self.relabeler.diagnostics())
+        if progress.relabel_count:
+            means = {k: v / progress.relabel_count for k, v in progress.relabel_sums.items()}
+            row["relabel/value_bias"] = means.pop("value_bias").item()
+            for key, components in means.items():
+                row.update({f"relabel/{key}/{i}": value for i, value in enumerate(components.tolist())})
         self.check_finite(row, agent)
         row["train/steps_per_s"] = (self.env_steps - progress.steps_at_start) / max(progress.seconds, 1e-9)
         row["train/updates_per_s"] = progress.update_count / max(progress.seconds, 1e-9)
@@ -318,7 +371,7 @@ class Trainer:
         while not all(member.warmup_done() for member in members):
             for member in members:
                 if not member.warmup_done():
-                    member.collect_random()
+                    member.warm_up(self.agent)
             self._stop_if_requested()
         if self.epoch == 0 and members[0].progress.loop == 0:
             for member in members:
