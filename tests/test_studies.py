@@ -336,10 +336,19 @@ def test_report_tables_and_figures(tmp_path, monkeypatch):
     unfinished = out / "runs" / "relabeler.kind=random,seed=2"
     fake_finished_run(runs[-1].spec.to_dict(), unfinished, epochs=2)
 
-    result = CliRunner().invoke(app, ["report", str(out)])
+    result = CliRunner().invoke(app, ["report", str(out), "--resamples", "200"])
     assert result.exit_code == 0, result.output
     files = {p.name for p in (out / "report").iterdir()}
-    assert files == {"curves.png", "curves.svg", "report.md", "results.csv"}
+    assert files == {"curves.png", "curves.svg", "report.md", "results.csv", "aggregates.csv", "improvement.csv",
+                     "rliable-point_reacher.png"}
+    # rliable: finals normalised between the mean first evaluation over runs, (1.0 + 1.1 + 1.2 + 2.0 + 2.1) / 5
+    # = 1.48, and the best method's mean final return 8.05; IQM of none's three runs is their mean
+    aggregates = {(r["method"], r["metric"]): r for r in csv.DictReader((out / "report" / "aggregates.csv").open())}
+    assert float(aggregates[("none", "IQM")]["value"]) == pytest.approx((4.1 - 1.48) / (8.05 - 1.48))
+    assert float(aggregates[("random", "median")]["value"]) == pytest.approx((8.05 - 1.48) / (8.05 - 1.48))
+    improvement = {r["pair"]: r for r in csv.DictReader((out / "report" / "improvement.csv").open())}
+    assert float(improvement["random > none"]["probability"]) == 1.0
+    assert float(improvement["none > random"]["probability"]) == 0.0
     assert (out / "report" / "curves.png").stat().st_size > 10_000
     rows = {r["method"]: r for r in csv.DictReader((out / "report" / "results.csv").open())}
     # none: returns epoch + 0.1 seed over seeds 0..2 -> final 4.1; random: 2 epoch + 0.1 seed, seeds 0..1 -> 8.05
@@ -350,12 +359,13 @@ def test_report_tables_and_figures(tmp_path, monkeypatch):
     assert rows["none"]["steps_to_target"] == "" and rows["random"]["steps_to_target"] == "400"
     markdown = (out / "report" / "report.md").read_text()
     assert "| random | 2 | 8.050 |" in markdown and "not reached" in markdown
+    assert "## Aggregate metrics (rliable)" in markdown and "| random > none | 1.000 |" in markdown
     assert "relabeler.kind=random,seed=2 (2 of 4 epochs)" in markdown
     assert "## Pictures" not in markdown
 
     # pictures left by `hindsight render` / `relabel-picture` in a finished run are linked
     (out / "runs" / "relabeler.kind=none,seed=1" / "relabel.png").write_bytes(b"png")
-    assert CliRunner().invoke(app, ["report", str(out)]).exit_code == 0
+    assert CliRunner().invoke(app, ["report", str(out), "--resamples", "200"]).exit_code == 0
     markdown = (out / "report" / "report.md").read_text()
     assert "- point_reacher / none / seed 1: [relabel.png](../runs/relabeler.kind=none,seed=1/relabel.png)" in markdown
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from hindsight.render import find_pictures
 from hindsight.rundir import RunDir
+from hindsight.studies.aggregate import write_aggregates
 from hindsight.studies.layout import MANIFEST_FILE, RUNS_DIR
 
 
@@ -242,6 +243,8 @@ def write_report(study_dirs: list[Path], out: Path, fraction: float = 0.9, resam
     out.mkdir(parents=True, exist_ok=True)
     png, svg = plot(results, out / "curves")
     md = out / "report.md"
-    md.write_text(markdown(results, missing, fraction, png.name) + picture_links(curves, out))
+    aggregates, aggregate_files = write_aggregates(curves, out, resamples)
+    md.write_text(markdown(results, missing, fraction, png.name) + aggregates + "\n" + picture_links(curves, out))
     write_csv(results, out / "results.csv", fraction)
-    return {"png": png, "svg": svg, "markdown": md, "csv": out / "results.csv"}
+    files = {"png": png, "svg": svg, "markdown": md, "csv": out / "results.csv"}
+    return files | {path.stem: path for path in aggregate_files}
