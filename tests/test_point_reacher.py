@@ -66,7 +66,8 @@ def test_weights_are_unit_vectors_in_positive_octant():
 
 
 def test_reference_dynamics_and_time_limit():
-    """v += a/20 clipped to 0.25 per step; p += v clipped to [-1, 1]; exactly H steps; truncation discount 1."""
+    """v += a/20 clipped to 0.25 per step; p += v clipped to [-1, 1]; exactly H steps, the last a terminal
+    (discount 0: the task ends at the horizon, as in the reference code)."""
     family = PointReacher()
     env = family.make_env(PointReacherReward(), seed=0)
     env.task.set_task(np.array([0.1, 0.7, 0.0, 0.2, 1.0, 0.2], np.float32))
@@ -86,4 +87,4 @@ def test_reference_dynamics_and_time_limit():
         if step.last():
             break
     assert steps == 20
-    assert step.discount == 1.0  # a time limit, not a terminal
+    assert step.discount == 0.0  # the time limit is a true terminal for this family

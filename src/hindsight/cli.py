@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from hindsight.console import err, fail, out
+from hindsight.policy.cli import evaluate, export, next_steps
 from hindsight.registry import KINDS, REGISTRY, RegistryError
 from hindsight.render.cli import relabel_picture, render
 from hindsight.specs import SpecError, load_spec
@@ -54,7 +55,7 @@ def validate(
     import yaml
 
     resolved = _load(spec, set_)
-    out.print(yaml.safe_dump(resolved.to_dict(), sort_keys=False), highlight=False, end="")
+    out.print(yaml.safe_dump(resolved.to_dict(), sort_keys=False), highlight=False, markup=False, end="")
 
 
 @app.command()
@@ -69,7 +70,9 @@ def run(
 
     SIGINT (Ctrl-C) or SIGTERM stops at the next safe point with a checkpoint written; --resume continues.
     """
-    from hindsight.train.checkpoint import CheckpointError
+    from hindsight.policy.evaluate import untrained_return
+    from hindsight.rundir import RunDir
+    from hindsight.train.checkpoint import CheckpointError, last_good
     from hindsight.train.run import RunDirError, default_run_dir, execute
     from hindsight.train.trainer import NonFiniteError, StopRequested
 
@@ -82,10 +85,14 @@ def run(
     except (RunDirError, CheckpointError) as exc:
         fail(str(exc))
     except StopRequested as exc:
-        err.print(f"{exc}; checkpoint written. Continue with: hindsight run {spec} --out {run_dir} --resume")
+        err.print(
+            f"{exc}; checkpoint written. Continue with: hindsight run {spec} --out {run_dir} --resume", markup=False
+        )
         raise typer.Exit(130) from None
     except NonFiniteError as exc:
-        fail(f"training diverged: {exc}; the last good checkpoint is in {run_dir}", code=1)
+        good = last_good(RunDir(run_dir))
+        kept = f"the last good checkpoint is {good}" if good else f"no verified checkpoint in {run_dir}"
+        fail(f"training diverged: {exc}; {kept}", code=1)
     except OSError as exc:
         fail(f"{run_dir}: {exc.strerror or exc}")
     last = rows[-1] if rows else {}
@@ -99,8 +106,11 @@ def run(
     if last.get("eval/return_mean") is not None:
         out.print(
             f"final eval return {last['eval/return_mean']:.3f} after {last['env_steps']:,} env steps "
-            f"({last['train/steps_per_s']:.0f} env steps/s)"
+            f"({last['train/steps_per_s']:.0f} env steps/s); the untrained policy's: {untrained_return(resolved):.3f}",
+            soft_wrap=True,
         )
+        first = RunDir(run_dir).members(resolved.run.seeds)[0].path
+        out.print(next_steps(first), highlight=False, markup=False, soft_wrap=True)
     elif not rows:
         out.print("nothing to do: the run had already finished")
 
@@ -109,6 +119,8 @@ app.command()(study)
 app.command()(report)
 app.command()(render)
 app.command("relabel-picture")(relabel_picture)
+app.command("eval")(evaluate)
+app.command("export")(export)
 
 
 def main() -> None:

@@ -101,5 +101,5 @@ def front_metrics(
         "eval/mo/expected_utility": float(np.mean(returns)),
         "eval/mo/hypervolume": hypervolume(points, reference),
         "eval/mo/sparsity": sparsity(points),
-        "eval/mo/front": {"columns": columns, "data": np.concatenate([weights, points], 1).tolist()},
+        "eval/mo/front": {"columns": columns, "data": np.concatenate([weights.round(6), points], 1).tolist()},
     }

@@ -6,7 +6,7 @@ O observation size, A action size, F reward-feature size, Z task size, m relabel
 The six kinds (``env``, ``tasks``, ``reward``, ``relabeler``, ``agent``, ``buffer``) each have a protocol
 below. Optional capabilities are small protocols of their own (``GoalTasks``, ``TaskFields``,
 ``ClosedFormReturns``, ``Objectives``, ``ExportablePolicy``, ``OriginalStorage``, ``SpecCheck``,
-``CostNotice``); a component that needs one of another component says so in ``requires``.
+``CostNotice``, ``MemoryEstimate``); a component that needs one of another component says so in ``requires``.
 ``missing`` names what a component lacks; the spec checks every component with it once, when a spec is built.
 """
 
@@ -390,6 +390,17 @@ class SpecCheck(Protocol):
     @classmethod
     def check_spec(cls, spec: ResolvedSpec) -> str | None:
         """A one-line error message, or None when the spec suits the component."""
+        ...
+
+
+@runtime_checkable
+class MemoryEstimate(Protocol):
+    """Capability of an agent or buffer class: the memory its instance for a spec holds, known before it
+    is built (``hindsight.machine`` refuses a spec whose estimate exceeds the machine)."""
+
+    @classmethod
+    def memory_bytes(cls, spec: ResolvedSpec, sizes: Sizes) -> int:
+        """Bytes the component allocates and keeps for ``spec``, all members together, on the run's device."""
         ...
 
 

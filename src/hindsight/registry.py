@@ -54,12 +54,22 @@ class Entry:
                 obj = importlib.import_module(module_name)
                 for part in attr.split("."):
                     obj = getattr(obj, part)
-            except (ImportError, AttributeError) as exc:
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - whatever a third-party module raises
                 raise RegistryError(
-                    f"{self.kind} {self.name!r} from {self.source}: cannot load {self.target!r}: {exc}"
+                    f"{self.kind} {self.name!r} from {self.source}: cannot load {self.target!r}: {first_line(exc)}"
                 ) from exc
             self.target = obj
         return self.target
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception in one line: its type (unless an ImportError's own message says enough) and the first
+    line of its message."""
+    lines = str(exc).strip().splitlines()
+    message = lines[0] if lines else ""
+    if isinstance(exc, ImportError) and message:
+        return message
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def _summary_of(obj: Any) -> str:
@@ -180,9 +190,9 @@ def import_plugins(modules: list[tuple[str, str | None]], search_dir: str | None
         try:
             imported = importlib.import_module(module)
         except ImportError as exc:
-            raise RegistryError(f"plugins.{i}: cannot import {module!r}: {exc}") from exc
-        except Exception as exc:  # noqa: BLE001 - a plugin that fails at import is the user's, reported in one line
-            raise RegistryError(f"plugins.{i}: importing {module!r} raised {type(exc).__name__}: {exc}") from exc
+            raise RegistryError(f"plugins.{i}: cannot import {module!r}: {first_line(exc)}") from exc
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin failing at import is the user's, in one line
+            raise RegistryError(f"plugins.{i}: importing {module!r} raised {first_line(exc)}") from exc
         file = getattr(imported, "__file__", None)
         if file is None:
             found.append(None)

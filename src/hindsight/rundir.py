@@ -1,7 +1,8 @@
 """A run directory's layout, in one place (no torch needed: studies and reports read it too).
 
 A run directory holds ``spec.yaml`` (the resolved spec), ``metrics.jsonl`` (one row per epoch),
-``checkpoint.pt``, ``wandb_id.txt`` and, under W&B, ``wandb/``. A population run's directory holds the
+``checkpoint.pt``, the previous one ``checkpoint.prev.pt``, their digests ``checkpoint.sha256``,
+``wandb_id.txt`` and, under W&B, ``wandb/``. A population run's directory holds the
 population's ``spec.yaml`` and ``checkpoint.pt`` and one member directory ``seed<S>/`` per seed, laid out
 like a run directory of seed S. A study may have a member write elsewhere (its planned run's directory);
 that directory's ``population.json`` then points at the population's directory, which holds its checkpoint.
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import yaml
 
 
 @attrs.frozen
@@ -44,6 +44,21 @@ class RunDir:
     def checkpoint(self) -> Path:
         """``checkpoint.pt`` (a population's lives in its population directory)."""
         return self.path / "checkpoint.pt"
+
+    @property
+    def previous_checkpoint(self) -> Path:
+        """``checkpoint.prev.pt``: the checkpoint before the last, kept to fall back to."""
+        return self.path / "checkpoint.prev.pt"
+
+    @property
+    def checkpoint_digests(self) -> Path:
+        """``checkpoint.sha256``: the SHA-256 digests of both checkpoints (``sha256sum -c`` format)."""
+        return self.path / "checkpoint.sha256"
+
+    @property
+    def checkpoint_files(self) -> tuple[Path, Path, Path]:
+        """Every file of the checkpoint state: latest, previous, digests."""
+        return self.checkpoint, self.previous_checkpoint, self.checkpoint_digests
 
     @property
     def wandb_id(self) -> Path:
@@ -103,10 +118,11 @@ class RunDir:
         self.population_pointer.write_text(json.dumps(pointer, indent=1))
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        """The rows of ``metrics.jsonl``; a missing file or a torn last line (a killed run) is skipped."""
+        """The rows of ``metrics.jsonl``; a missing file, a torn last line (a killed run) or a damaged line
+        is skipped."""
         rows = []
         if self.metrics.is_file():
-            for line in self.metrics.read_text().splitlines():
+            for line in self.metrics.read_text(errors="replace").splitlines():
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError:
@@ -114,21 +130,29 @@ class RunDir:
         return rows
 
     def read_spec(self) -> dict[str, Any] | None:
-        """The saved resolved spec as plain data, or None when it is missing or unreadable."""
+        """The saved resolved spec as plain data, or None when it is missing or unreadable (read as spec
+        files are: ``hindsight.specs.read_yaml``)."""
+        from hindsight.specs import SpecError, read_yaml
+
         try:
-            saved = yaml.safe_load(self.spec.read_text())
-        except (OSError, yaml.YAMLError):
+            saved = read_yaml(self.spec)
+        except SpecError:
             return None
         return saved if isinstance(saved, dict) else None
 
     def write_spec(self, resolved: dict[str, Any]) -> None:
         """Write the resolved spec (creating the directory)."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.spec.write_text(yaml.safe_dump(resolved, sort_keys=False))
+        from hindsight.specs import dump_yaml
 
-    def keep_metrics(self, rows: int) -> None:
-        """Keep the first ``rows`` complete lines of ``metrics.jsonl`` (drop rows written after a checkpoint)."""
-        if not self.metrics.exists():
-            return
-        lines = self.metrics.read_text().splitlines(keepends=True)
-        self.metrics.write_text("".join(line for line in lines[:rows] if line.endswith("\n")))
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.spec.write_text(dump_yaml(resolved))
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` by ``data`` all at once: written and synced beside it, then renamed over it."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    tmp.replace(path)

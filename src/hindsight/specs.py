@@ -7,14 +7,19 @@ chosen by its ``kind``. Every error names its dotted path in the YAML file.
 from __future__ import annotations
 
 import math
+import re
+import stat
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hindsight.registry import REGISTRY, RegistryError, import_plugins
+
+if TYPE_CHECKING:
+    from hindsight.protocols import Sizes
 
 
 class SpecError(Exception):
@@ -22,15 +27,16 @@ class SpecError(Exception):
 
 
 class Params(BaseModel):
-    """Base of every component's parameter model: unknown fields and NaN/inf are errors."""
+    """Base of every component's parameter model: unknown fields and NaN/inf are errors, and types are
+    strict (``true`` is not an integer, ``"3"`` not a number; an integer is a valid float)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, strict=True)
 
 
 class ComponentSpec(BaseModel):
     """A component chosen by ``kind`` plus that component's own parameters."""
 
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, strict=True)
     kind: str
 
     def params_dict(self) -> dict[str, Any]:
@@ -93,6 +99,7 @@ class RuntimeSpec(Params):
     threads: int | None = Field(
         default=1,
         ge=1,
+        le=1024,
         description="torch intra-op threads on CPU (process-wide; None keeps torch's "
         "setting). One by default: on a 2-core machine shared with other processes, 2 threads made "
         "updates 10-20x slower (OpenMP spin-waiting); with the machine to itself, 2 threads trained "
@@ -116,18 +123,36 @@ class RuntimeSpec(Params):
         "hindsight.runtime); saved 10-25% of the CPU time of a 256x256 update on a 2-core Xeon",
     )
 
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", value):
+            raise ValueError("expected cpu, cuda or cuda:N")
+        return value
+
 
 class PluginSpec(Params):
     """A user module imported before components are looked up; ``path`` is the folder it was found in."""
 
-    module: str = Field(min_length=1)
+    module: str = Field(min_length=1, description="a dotted Python module name, e.g. my_rewards or pkg.rewards")
     path: str | None = Field(default=None, description="searched before sys.path; recorded when resolved")
+
+    @field_validator("module")
+    @classmethod
+    def _module_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", value, flags=re.ASCII):
+            raise ValueError("not a module name (a dotted Python name such as my_rewards)")
+        return value
+
+
+# the kind of a component the spec leaves out (tasks and reward: the env's own)
+DEFAULT_KINDS = {"relabeler": "none", "agent": "sac", "buffer": "replay"}
 
 
 class RunSpec(BaseModel):
     """A whole training run."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
     name: str | None = None
     seed: int = Field(default=0, ge=0)
@@ -140,13 +165,30 @@ class RunSpec(BaseModel):
     env: ComponentSpec
     tasks: ComponentSpec | None = Field(default=None, description="defaults to the env's own task distribution")
     reward: ComponentSpec | None = Field(default=None, description="defaults to the env's own reward family")
-    relabeler: ComponentSpec = Field(default_factory=lambda: ComponentSpec(kind="none"))
-    agent: ComponentSpec = Field(default_factory=lambda: ComponentSpec(kind="sac"))
-    buffer: ComponentSpec = Field(default_factory=lambda: ComponentSpec(kind="replay"))
+    relabeler: ComponentSpec = Field(default_factory=lambda: ComponentSpec(kind=DEFAULT_KINDS["relabeler"]))
+    agent: ComponentSpec = Field(default_factory=lambda: ComponentSpec(kind=DEFAULT_KINDS["agent"]))
+    buffer: ComponentSpec = Field(default_factory=lambda: ComponentSpec(kind=DEFAULT_KINDS["buffer"]))
     train: TrainSpec
     eval: EvalSpec = Field(default_factory=EvalSpec)
     logging: LoggingSpec = Field(default_factory=LoggingSpec)
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_kinds(cls, data: Any) -> Any:
+        """A component given as parameters without ``kind`` is of its default kind (tasks and reward:
+        the env's), so that ``--set agent.hidden=[16]`` works on a spec that leaves the agent out."""
+        if not isinstance(data, dict):
+            return data
+        env = data.get("env")
+        env_kind = env.get("kind") if isinstance(env, dict) else env
+        defaults = {**DEFAULT_KINDS, "tasks": env_kind, "reward": env_kind}
+        filled = dict(data)
+        for name, kind in defaults.items():
+            value = data.get(name)
+            if isinstance(value, dict) and "kind" not in value and isinstance(kind, str):
+                filled[name] = {"kind": kind, **value}
+        return filled
 
     @field_validator("seeds")
     @classmethod
@@ -180,34 +222,68 @@ COMPONENT_FIELDS = ("env", "tasks", "reward", "relabeler", "agent", "buffer")
 LEGACY_AGENT_RUNTIME = ("device", "threads", "precision", "compile", "keep_freed_memory")
 
 
+MAX_ERROR_LINES = 8  # problems listed one per line; more are counted
+MAX_NAMED_FIELDS = 5  # unknown fields named per mapping; more are counted
+FLOAT32_MAX = 3.4028234663852886e38  # every float a component computes with is a float32
+
+
 def _format_errors(exc: ValidationError, prefix: str = "") -> str:
-    lines = []
+    """One line per problem, each naming its dotted path; a mapping's unknown fields on one line (the first
+    few named, the rest counted), and at most MAX_ERROR_LINES lines."""
+    lines: list[str | list[str]] = []  # a message, or the unknown fields of one mapping (its path first)
+    unknown: dict[str, list[str]] = {}
     for err in exc.errors():
-        path = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
-        msg = err["msg"]
-        if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
-            got = err["input"]
-            if not isinstance(got, (dict, list)):
-                msg += f" (got {got!r})"
+        parts = [prefix] * bool(prefix) + [_field_name(p) for p in err["loc"]]
         if err["type"] == "extra_forbidden":
-            msg = "unknown field"
-        lines.append(f"{path or '<spec>'}: {msg}")
-    return "\n".join(lines)
+            parent = ".".join(parts[:-1])
+            if parent not in unknown:
+                unknown[parent] = [parent]
+                lines.append(unknown[parent])
+            unknown[parent].append(parts[-1])
+            continue
+        msg = err["msg"]
+        if err["type"] != "missing" and "input" in err and not isinstance(err["input"], (dict, list)):
+            msg += f" (got {_short(err['input'])})"
+        lines.append(f"{'.'.join(parts) or '<spec>'}: {msg}")
+    text = [line if isinstance(line, str) else _unknown_fields(line[0], line[1:]) for line in lines]
+    if len(text) > MAX_ERROR_LINES:
+        text = [*text[: MAX_ERROR_LINES - 1], f"... and {len(text) - MAX_ERROR_LINES + 1} more problems"]
+    return "\n".join(text)
 
 
-def _find_nonfinite(value: Any, path: str) -> str | None:
-    if isinstance(value, float) and not math.isfinite(value):
-        return path
-    if isinstance(value, dict):
-        for k, v in value.items():
-            found = _find_nonfinite(v, f"{path}.{k}" if path else str(k))
-            if found:
-                return found
-    if isinstance(value, list):
-        for i, v in enumerate(value):
-            found = _find_nonfinite(v, f"{path}.{i}")
-            if found:
-                return found
+def _field_name(key: Any) -> str:
+    """A key as a path part: itself when it reads plainly, else its repr (an empty or odd key), clipped."""
+    text = str(key)
+    return _clip(text if re.fullmatch(r"[\w-]+", text) else repr(key))
+
+
+def _unknown_fields(parent: str, names: list[str]) -> str:
+    if len(names) == 1:
+        return f"{parent + '.' if parent else ''}{names[0]}: unknown field"
+    shown = ", ".join(names[:MAX_NAMED_FIELDS])
+    more = f" and {len(names) - MAX_NAMED_FIELDS} more" if len(names) > MAX_NAMED_FIELDS else ""
+    return f"{parent or '<spec>'}: unknown fields {shown}{more}"
+
+
+def _bad_number(data: Any) -> str | None:
+    """The first number in plain data that no component can compute with, as ``path: problem``: NaN or
+    infinity, a float beyond float32, an integer beyond 64 bits."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                return f"{path or '<spec>'}: must be a finite number"
+            if abs(value) > FLOAT32_MAX:
+                return f"{path or '<spec>'}: {value!r} does not fit a float32 (at most 3.4e38 in size)"
+        elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            return f"{path or '<spec>'}: {_short(value)} does not fit a 64-bit integer"
+        elif isinstance(value, dict):
+            stack.extend(
+                (f"{path}.{_field_name(k)}" if path else _field_name(k), v) for k, v in reversed(value.items())
+            )
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{i}", v) for i, v in reversed(list(enumerate(value))))
     return None
 
 
@@ -226,25 +302,28 @@ def component_params(kind: str, spec: ComponentSpec, path: str) -> Params:
 
 def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     """A spec written before the ``runtime`` section, with its agent's runtime settings moved there."""
-    agent = raw.get("agent")
+    agent, runtime_given = raw.get("agent"), raw.get("runtime")
     if not isinstance(agent, dict) or not any(key in agent for key in LEGACY_AGENT_RUNTIME):
         return raw
+    if runtime_given is not None and not isinstance(runtime_given, dict):
+        return raw  # validation names the runtime section's type
     runtime = dict(raw.get("runtime") or {})
     runtime.update({key: agent[key] for key in LEGACY_AGENT_RUNTIME if key in agent})
     return {**raw, "agent": {k: v for k, v in agent.items() if k not in LEGACY_AGENT_RUNTIME}, "runtime": runtime}
 
 
-def validate(raw: Any, base_dir: str | Path | None = None) -> ResolvedSpec:
-    """Validate a spec given as plain data (the parsed YAML); raises SpecError.
+def validate(raw: Any, base_dir: str | Path | None = None, machine: bool = True) -> ResolvedSpec:
+    """Validate a spec given as plain data (the parsed YAML); raises SpecError, whatever the data.
 
     ``base_dir`` (the spec file's folder) is where ``plugins`` modules are looked for besides sys.path;
-    the resolved spec records the folder each was found in.
+    the resolved spec records the folder each was found in. With ``machine``, the spec must also fit this
+    machine (``ResolvedSpec.check_machine``): what validates is what ``run`` can build here.
     """
     if not isinstance(raw, dict):
         raise SpecError(f"<spec>: expected a mapping of fields, got {type(raw).__name__}")
-    bad = _find_nonfinite(raw, "")
+    bad = _bad_number(raw)
     if bad:
-        raise SpecError(f"{bad}: must be a finite number")
+        raise SpecError(bad)
     try:
         run = RunSpec.model_validate(upgrade(raw))
     except ValidationError as exc:
@@ -266,6 +345,8 @@ def validate(raw: Any, base_dir: str | Path | None = None) -> ResolvedSpec:
     params = {name: component_params(name, getattr(run, name), name) for name in COMPONENT_FIELDS}
     resolved = ResolvedSpec(run, params)
     resolved.check_components()
+    if machine:
+        resolved.check_machine()
     return resolved
 
 
@@ -273,15 +354,18 @@ def identity(resolved: dict[str, Any]) -> dict[str, Any]:
     """What a run learns, from its resolved spec as plain data: without its name, runtime settings and the
     folders plugins were found in. Equal identities train equal runs; a run resumes under any other."""
     data = {k: v for k, v in resolved.items() if k not in ("name", "runtime")}
-    data["plugins"] = [p["module"] if isinstance(p, dict) else p for p in resolved.get("plugins", [])]
+    plugins = resolved.get("plugins", [])
+    if isinstance(plugins, list):
+        data["plugins"] = [p.get("module") if isinstance(p, dict) else p for p in plugins]
     return data
 
 
 def as_today(saved: dict[str, Any]) -> dict[str, Any]:
     """A saved resolved spec validated again, so that fields added since it was written are filled in as
-    they would be today; unchanged when it no longer validates (the caller then sees the difference)."""
+    they would be today; unchanged when it no longer validates (the caller then sees the difference).
+    Whether it fits this machine does not matter here."""
     try:
-        return validate(saved).to_dict()
+        return validate(saved, machine=False).to_dict()
     except (SpecError, RegistryError):
         return saved
 
@@ -338,8 +422,6 @@ class ResolvedSpec:
 
     def check_sizes(self) -> None:
         """The reward family reads the features the env records and the task vectors the tasks draw."""
-        from hindsight.build import env_sizes
-
         env_cls, reward_cls = self.component("env"), self.component("reward")
         reward, tasks = self.run.reward, self.run.tasks
         assert reward is not None and tasks is not None  # validate() fills in the env's own
@@ -355,12 +437,33 @@ class ResolvedSpec:
                 f"reward.kind: reward family {reward.kind!r} reads tasks of size {reward_cls.task_dim}, "
                 f"but tasks {tasks.kind!r} draws tasks of size {task_dim}"
             )
-        feature_dim = env_sizes(self).feature_dim
+        feature_dim = self.sizes().feature_dim
         if reward_cls.feature_dim != feature_dim:
             raise SpecError(
                 f"reward.kind: reward family {reward.kind!r} reads {reward_cls.feature_dim} features, "
                 f"but env {self.run.env.kind!r} records {feature_dim}"
             )
+
+    def sizes(self) -> Sizes:
+        """The sizes of the env family and task distribution (one environment built per env setting);
+        an env that cannot be built with the spec's parameters is a SpecError."""
+        from hindsight.build import env_sizes
+
+        try:
+            return env_sizes(self)
+        except Exception as exc:  # noqa: BLE001 - any component's failure to build is the spec's problem
+            message = (str(exc).strip().splitlines() or [""])[0]
+            raise SpecError(
+                f"env: {self.run.env.kind!r} cannot be built from these parameters: {type(exc).__name__}: {message}"
+            ) from None
+
+    def check_machine(self) -> None:
+        """The spec fits this machine: its device exists and its memory estimate fits (``hindsight.machine``)."""
+        from hindsight.machine import machine_problem
+
+        problem = machine_problem(self)
+        if problem:
+            raise SpecError(problem)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec, every default filled in, as plain data."""
@@ -373,15 +476,15 @@ class ResolvedSpec:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """Parse ``dotted.path=value`` (value read as YAML) into (path parts, value)."""
+    """Parse ``dotted.path=value`` (value read as YAML, bounded as spec files are) into (path parts, value)."""
     path, sep, value = text.partition("=")
+    parts = path.strip().split(".")
     if not sep or not path.strip():
-        raise SpecError(f"--set {text!r}: expected dotted.path=value")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"--set {path}: cannot parse value {value!r}: {exc}") from None
-    return path.strip().split("."), parsed
+        raise SpecError(f"--set {_short(text)}: expected dotted.path=value")
+    if "" in parts or len(parts) > MAX_DEPTH:
+        raise SpecError(f"--set {_short(path)}: expected a dotted path of at most {MAX_DEPTH} non-empty names")
+    label = f"--set {'.'.join(_field_name(part) for part in parts)}"
+    return parts, parse_yaml(value, label) if value.strip() else None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -391,30 +494,164 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         node = raw
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)
-            if isinstance(child, str) and part in COMPONENT_FIELDS:
+            if isinstance(child, str) and part in COMPONENT_FIELDS and node is raw:
                 child = {"kind": child}
             if child is None:
                 child = {}
             if not isinstance(child, dict):
-                raise SpecError(f"--set {'.'.join(parts)}: {'.'.join(parts[: i + 1])} is not a mapping")
+                shown = [_field_name(p) for p in parts]
+                raise SpecError(f"--set {'.'.join(shown)}: {'.'.join(shown[: i + 1])} is not a mapping")
             node[part] = child
             node = child
         node[parts[-1]] = value
     return raw
 
 
-def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file; a missing file or a syntax error is a SpecError."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"{path}: no such spec file")
+MAX_SPEC_BYTES = 1 << 20  # 1 MiB; the largest shipped spec is under 2 KB
+MAX_DEPTH = 32  # levels of nested mappings and lists; a spec needs about 5
+MAX_NODES = 10_000  # values, mappings and lists; a spec holds about 100 (parsing 10,000 takes ~20 ms)
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's C parser where it is installed
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """YAML that parses but that a spec may not hold (an alias, deep nesting, a duplicate key)."""
+
+
+class _SpecLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """The safe loader, refusing a mapping that repeats a key and reading ``3e-4`` as a float (YAML 1.2;
+    YAML 1.1 wants ``3.0e-4`` and reads ``3e-4`` as a string)."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, yaml.Mark] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    continue  # a collection as key: the constructor refuses it as unhashable
+                key = self.construct_object(key_node)
+                if key in first:
+                    raise _Refused(
+                        problem=f"duplicate key {_short(key)}",
+                        problem_mark=key_node.start_mark,
+                        note=f"first at line {first[key].line + 1}",
+                    )
+                first[key] = key_node.start_mark
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
+
+
+_SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` cut to 60 characters, for messages."""
+    return _clip(repr(value))
+
+
+def _check_events(text: str) -> None:
+    """Refuse aliases (their expansion is unbounded), nesting deeper than MAX_DEPTH (the composer recurses
+    once per level) and more than MAX_NODES nodes, from the parser's events, before anything is built."""
+    depth = nodes = 0
+    for event in yaml.parse(text, Loader=_SpecLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused(problem="a YAML alias (*name); specs may not use aliases", problem_mark=event.start_mark)
+        if isinstance(event, (yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            nodes += 1
+            if nodes > MAX_NODES:
+                raise _Refused(problem=f"more than {MAX_NODES:,} values", problem_mark=event.start_mark)
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _Refused(problem=f"nesting deeper than {MAX_DEPTH} levels", problem_mark=event.start_mark)
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
+def parse_yaml(text: str, label: str) -> Any:
+    """Parse one YAML document bounded in time and memory: no aliases, at most MAX_DEPTH levels, no
+    duplicate keys. Any problem is a one-line SpecError starting with ``label`` (the file or option)."""
     try:
-        return yaml.safe_load(path.read_text())
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise SpecError(f"{label}: not UTF-8 text (at character {exc.start})") from None
+    try:
+        _check_events(text)
+        return yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a safe loader
+    except _Refused as exc:
+        mark, note = exc.problem_mark, f" ({exc.note})" if exc.note else ""
+        raise SpecError(f"{label}: {exc.problem} at line {mark.line + 1}, column {mark.column + 1}{note}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(f"{path}: YAML syntax error{where}: {problem}") from None
+        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise SpecError(f"{label}: YAML syntax error{where}: {problem}") from None
+    except Exception as exc:  # noqa: BLE001 - whatever PyYAML's constructors raise on a malformed tagged scalar
+        raise SpecError(f"{label}: a value YAML cannot read: {(str(exc).splitlines() or [''])[0]}") from None
+
+
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _file_kind(mode: int) -> str:
+    """What a file that is not a regular file is, for messages."""
+    return next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+def _read_text(path: Path) -> str:
+    """A small UTF-8 text file's content: anything else (missing, a directory, FIFO or device, over
+    MAX_SPEC_BYTES, binary or not UTF-8) is a one-line SpecError naming the file."""
+    try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise SpecError(f"{path}: a directory, not a spec file")
+        if not stat.S_ISREG(info.st_mode):
+            raise SpecError(f"{path}: {_file_kind(info.st_mode)}, not a spec file")
+        with path.open("rb") as file:  # the size as read: stat may not tell (/proc) or the file may grow
+            data = file.read(MAX_SPEC_BYTES + 1)
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such spec file") from None
+    except (OSError, ValueError) as exc:
+        raise SpecError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    if len(data) > MAX_SPEC_BYTES:
+        size = max(info.st_size, len(data))
+        raise SpecError(f"{path}: {size / 2**20:.1f} MiB or more, too large for a spec (at most 1 MiB)")
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise SpecError(f"{path}: binary data (a NUL byte at offset {nul}), not a YAML spec")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML spec file (UTF-8 text, a regular file of at most MAX_SPEC_BYTES) with ``parse_yaml``;
+    every problem is a one-line SpecError naming the file."""
+    return parse_yaml(_read_text(Path(path)), str(path))
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """The safe dumper writing each repeated object out in full: specs are read without aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump_yaml(data: Any) -> str:
+    """Plain data as YAML that ``parse_yaml`` reads back (no anchors or aliases), keys in their order."""
+    text: str = yaml.dump(data, Dumper=_PlainDumper, sort_keys=False)
+    return text
 
 
 def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> ResolvedSpec:

@@ -119,3 +119,41 @@ class StackedMLP(nn.Module):
             if i < last:
                 x = x.relu_()  # in place: neither product's backward needs its output
         return x
+
+    def member_layers(self, member: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Member ``member``'s (weight [in, out], bias [out]) of each layer: float32 CPU copies."""
+        return [
+            (w[member].detach().float().cpu().clone(), b[member, 0].detach().float().cpu().clone())
+            for w, b in zip(self.weights, self.biases, strict=True)
+        ]
+
+
+class TanhMeanPolicy(nn.Module):
+    """A standalone deterministic policy: tanh of the first ``action_dim`` outputs (the mean) of an MLP with
+    ReLU between its layers, on inputs (obs [N, O], tasks [N, Z]) -> actions [N, A]. Plain float32 layers
+    that TorchScript and ONNX export as they are.
+
+    Args:
+        layers: (weight [in, out], bias [out]) of each layer, the first taking O + Z inputs.
+        action_dim: A.
+    """
+
+    def __init__(self, layers: list[tuple[torch.Tensor, torch.Tensor]], action_dim: int):
+        super().__init__()
+        self.layers = nn.ModuleList()
+        for weight, bias in layers:
+            linear = nn.Linear(weight.shape[0], weight.shape[1])
+            with torch.no_grad():
+                linear.weight.copy_(weight.t())
+                linear.bias.copy_(bias)
+            self.layers.append(linear)
+        self.action_dim = action_dim
+
+    def forward(self, obs: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, tasks], -1)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < last:
+                x = torch.relu(x)
+        return torch.tanh(x[:, : self.action_dim])

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import attrs
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from hindsight.agents.networks import StackedMLP
+from hindsight.agents.networks import StackedMLP, TanhMeanPolicy
 from hindsight.agents.optim import FusedAdam
 from hindsight.batches import TransitionBatch
 from hindsight.protocols import Sizes
-from hindsight.specs import Params, RuntimeSpec
+from hindsight.specs import Params, ResolvedSpec, RuntimeSpec
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
@@ -51,20 +52,42 @@ class SAC:
     """
 
     class Params(Params):
-        hidden: list[int] = Field(default=[256, 256], min_length=1)
+        hidden: list[Annotated[int, Field(ge=1)]] = Field(default=[256, 256], min_length=1)
         lr: float = Field(default=3e-3, gt=0)
         gamma: float = Field(default=0.99, gt=0, le=1)
         tau: float = Field(default=5e-3, gt=0, le=1)
         batch_size: int = Field(default=256, ge=1)
         reward_scale: float = Field(default=1.0, gt=0)
         target_entropy: float | None = Field(default=None, description="default: -action_dim")
-        init_log_alpha: float = 0.0
+        init_log_alpha: float = Field(
+            default=0.0, ge=-87, le=88, description="log of the initial temperature (its exp must fit a float32)"
+        )
         init: Literal["torch", "rlkit"] = Field(
             default="torch",
             description="torch: torch.nn.Linear's initialisation; rlkit: the paper's reference "
             "code's (hidden weights U(+-1/sqrt(out_features)), hidden biases 0.1, the critics' last layer "
             "U(+-3e-3), the policy's mean and log-std heads U(+-1e-3))",
         )
+
+    @classmethod
+    def memory_bytes(cls, spec: ResolvedSpec, sizes: Sizes) -> int:
+        """Float32 bytes of every member's networks, gradients, Adam moments and target critics, and of
+        one update's activations (``MemoryEstimate``)."""
+        params = spec.params["agent"]
+        assert isinstance(params, SAC.Params)
+        members = len(spec.run.member_seeds)
+
+        def weights(count: int, in_dim: int, out_dim: int) -> int:
+            dims = [in_dim, *params.hidden, out_dim]
+            return count * sum(fan_in * fan_out + fan_out for fan_in, fan_out in itertools.pairwise(dims))
+
+        policy = weights(members, sizes.obs_dim + sizes.task_dim, 2 * sizes.action_dim)
+        critic = weights(2 * members, sizes.obs_dim + sizes.action_dim + sizes.task_dim, 1)
+        # weights, gradients and two moments each; the critics' targets besides
+        tensors = 4 * policy + 5 * critic
+        # every layer's output for the minibatch, forward and backward, through policy, critics and targets
+        activations = 16 * members * params.batch_size * sum(params.hidden)
+        return 4 * (tensors + activations)
 
     def __init__(self, params: SAC.Params, sizes: Sizes, runtime: RuntimeSpec, generators: list[torch.Generator]):
         """P = len(generators) members on ``runtime.device``; member p's weights come from ``generators[p]``
@@ -188,6 +211,12 @@ class SAC:
         mean, log_std = self._policy_dist(obs[None], tasks[None], member)
         pre_tanh = torch.atanh(actions.clamp(-1 + 1e-6, 1 - 1e-6))
         return tanh_log_prob(pre_tanh, mean[0], log_std[0])
+
+    def deterministic_policy(self, member: int = 0) -> torch.nn.Module:
+        """Member ``member``'s tanh(mu(s, z)) as a standalone float32 CPU module (obs [N, O], tasks [N, Z])
+        -> actions [N, A], holding copies of its weights (``hindsight export``). Its products are float32
+        whatever ``runtime.precision`` says."""
+        return TanhMeanPolicy(self.policy.member_layers(member), self.action_dim).eval()
 
     def named_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
         """The learnable tensors by name: policy and critic weights and biases, and log alpha."""

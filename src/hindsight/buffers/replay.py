@@ -24,13 +24,7 @@ class ReplayBuffer:
         C = params.capacity
         self.capacity = C
         self.device = torch.device(device)
-        widths = {
-            "obs": sizes.obs_dim,
-            "actions": sizes.action_dim,
-            "next_obs": sizes.obs_dim,
-            "features": sizes.feature_dim,
-            "tasks": sizes.task_dim,
-        }
+        widths = self._widths(sizes)
         # one row [W] per transition, every field a column slice: sampling is a single gather
         self._columns: dict[str, slice | int] = {}
         start = 0
@@ -42,6 +36,25 @@ class ReplayBuffer:
         self._storage = self._fields(self._rows)  # per-field views [C, width] or [C]
         self._next = 0  # write position
         self._size = 0
+
+    @staticmethod
+    def _widths(sizes: Sizes) -> dict[str, int]:
+        """The width of each field stored as several columns; the others are one column each."""
+        return {
+            "obs": sizes.obs_dim,
+            "actions": sizes.action_dim,
+            "next_obs": sizes.obs_dim,
+            "features": sizes.feature_dim,
+            "tasks": sizes.task_dim,
+        }
+
+    @classmethod
+    def memory_bytes(cls, spec: specs.ResolvedSpec, sizes: Sizes) -> int:
+        """The float32 rows [C, W] of every member's buffer (``MemoryEstimate``)."""
+        widths, params = cls._widths(sizes), spec.params["buffer"]
+        assert isinstance(params, ReplayBuffer.Params)
+        width = sum(widths.get(name, 1) for name in _FIELDS)
+        return 4 * len(spec.run.member_seeds) * params.capacity * width
 
     def __len__(self) -> int:
         return self._size

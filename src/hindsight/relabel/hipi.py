@@ -14,6 +14,8 @@ probability ``relabel_prob``, but for 0 < p < 1 its mask keeps the ORIGINAL task
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 import torch
 from pydantic import Field
@@ -21,6 +23,13 @@ from pydantic import Field
 from hindsight.batches import TransitionBatch
 from hindsight.protocols import RelabelContext
 from hindsight.relabel.basic import SampleTimeRelabeler, transition_rewards
+
+if TYPE_CHECKING:
+    from hindsight.specs import ResolvedSpec
+
+# multiply-adds of a gradient step's pair evaluations above which exact HIPI warns on CPU: the paper's
+# settings (256 x 256 pairs, 300-unit layers: ~3.5e10) made an epoch take about 25 minutes on a 2-core Xeon
+SLOW_PAIR_MACS = 1e9
 
 
 def hipi_logits(
@@ -63,6 +72,24 @@ class HIPI(SampleTimeRelabeler):
         )
 
     params: HIPI.Params
+
+    @classmethod
+    def cost_notice(cls, spec: ResolvedSpec) -> str | None:
+        """A warning for exact HIPI (every minibatch task a candidate) when its N x N pairs of policy and
+        critic evaluations are slow on the CPU, naming the candidate cap."""
+        params, agent = spec.params["relabeler"], spec.params["agent"]
+        hidden, n = getattr(agent, "hidden", None), getattr(agent, "batch_size", None)
+        if getattr(params, "candidates", 0) is not None or spec.run.runtime.device != "cpu" or not hidden or not n:
+            return None
+        macs = n * n * 3 * sum(a * b for a, b in zip(hidden, hidden[1:], strict=False))  # policy and twin critics
+        if macs < SLOW_PAIR_MACS:
+            return None
+        cap = max(1, n // 8)
+        return (
+            f"relabeler hipi: exact HIPI scores all {n} x {n} = {n * n:,} transition-task pairs of every minibatch "
+            f"(about {macs:.1e} multiply-adds a gradient step), slow on the CPU: an epoch at the paper's settings "
+            f"takes about 25 minutes; --set relabeler.candidates={cap} caps the candidates at {cap} ({n // cap}x fewer)"
+        )
 
     def rewrite(self, batch: TransitionBatch, ctx: RelabelContext) -> TransitionBatch:
         N, device, gen = batch.num, batch.tasks.device, ctx.generator

@@ -174,12 +174,13 @@ def pick_tasks(run: LoadedRun, count: int):
 @attrs.define
 class Episode:
     """One rendered episode: task [Z], positions [n + 1, 2] (x, y of the body at each frame, 2-D
-    families), features [n, F], rewards [n], undiscounted return."""
+    families), features [n, F], rewards [n], actions [n, A], undiscounted return."""
 
     task: np.ndarray
     positions: np.ndarray
     features: np.ndarray
     rewards: np.ndarray
+    actions: np.ndarray
 
     @property
     def length(self) -> int:
@@ -227,6 +228,7 @@ def rollout(
         positions = [np.asarray(physics.data.qpos[:2], np.float64).copy()]
         features: list[np.ndarray] = []
         rewards: list[float] = []
+        actions: list[np.ndarray] = []
         text = _Overlay(run.kind, i, len(tasks), limit, z, view)
         if sink is not None:
             _frame(sink, view, physics, camera, flags, text, 0, rewards)
@@ -235,7 +237,8 @@ def rollout(
             obs = torch.from_numpy(np.asarray(step.observation["observations"], np.float32))[None]
             with torch.no_grad():
                 action = run.agent.act(obs, torch.from_numpy(z)[None], deterministic=True, member=run.member)
-            step = env.step(action[0].cpu().numpy())
+            actions.append(action[0].cpu().numpy())
+            step = env.step(actions[-1])
             t += 1
             rewards.append(float(step.reward))
             features.append(np.asarray(step.observation["features"], np.float64))
@@ -243,7 +246,13 @@ def rollout(
             if sink is not None and (t % every == 0 or step.last() or t == limit):
                 _frame(sink, view, physics, camera, flags, text, t, rewards)
         episodes.append(
-            Episode(z, np.stack(positions), np.stack(features) if features else np.zeros((0, 0)), np.asarray(rewards))
+            Episode(
+                z,
+                np.stack(positions),
+                np.stack(features) if features else np.zeros((0, 0)),
+                np.asarray(rewards),
+                np.stack(actions) if actions else np.zeros((0, 0)),
+            )
         )
     return episodes
 

@@ -23,6 +23,7 @@ import numpy as np
 from hindsight.render import find_pictures
 from hindsight.rundir import RunDir
 from hindsight.studies.aggregate import write_aggregates
+from hindsight.studies.fronts import write_fronts
 from hindsight.studies.layout import MANIFEST_FILE, RUNS_DIR
 
 
@@ -244,7 +245,10 @@ def write_report(study_dirs: list[Path], out: Path, fraction: float = 0.9, resam
     png, svg = plot(results, out / "curves")
     md = out / "report.md"
     aggregates, aggregate_files = write_aggregates(curves, out, resamples)
-    md.write_text(markdown(results, missing, fraction, png.name) + aggregates + "\n" + picture_links(curves, out))
+    fronts, front_files = write_fronts(curves, out, resamples)
+    md.write_text(
+        markdown(results, missing, fraction, png.name) + aggregates + "\n" + fronts + "\n" + picture_links(curves, out)
+    )
     write_csv(results, out / "results.csv", fraction)
     files = {"png": png, "svg": svg, "markdown": md, "csv": out / "results.csv"}
-    return files | {path.stem: path for path in aggregate_files}
+    return files | {path.stem: path for path in aggregate_files} | {path.name: path for path in front_files}

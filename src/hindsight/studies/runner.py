@@ -1,4 +1,4 @@
-"""Running a study: skip finished runs, train the rest in worker processes or Ray tasks, record every outcome."""
+"""Running a study: skip finished runs, train the rest in worker processes or Ray Tune trials, record every outcome."""
 
 from __future__ import annotations
 
@@ -94,14 +94,18 @@ def _train(spec: Any, job: RunDir, members: list[RunDir] | None) -> None:
         or spec_mismatch(saved, spec.to_dict())
         or any(member.population() != RunDir(job.path.resolve()) for member in members or [])
     ):
-        for path in (job.metrics, job.checkpoint):
-            path.unlink(missing_ok=True)  # without the checkpoint, execute starts every member afresh
+        for path in job.checkpoint_files:
+            path.unlink(missing_ok=True)
+    # without a checkpoint every member starts afresh: rows logged before its first one are recomputed
+    afresh = not any(path.exists() for path in job.checkpoint_files)
+    for path in (job.metrics, *[m.metrics for m in members or []]) if afresh else ():
+        path.unlink(missing_ok=True)
     job.error.unlink(missing_ok=True)
     if members is None:
         job.population_pointer.unlink(missing_ok=True)  # the run is its own now, not a population's member
     for member in members or []:
         member.path.mkdir(parents=True, exist_ok=True)
-        for path in (member.checkpoint, member.error):  # a plain run's checkpoint there is superseded
+        for path in (*member.checkpoint_files, member.error):  # a plain run's checkpoint there is superseded
             path.unlink(missing_ok=True)
         member.point_to_population(job, spec.run.seeds)
     execute(spec, job, progress=False, resume=True, members=None if members is None else [m.path for m in members])

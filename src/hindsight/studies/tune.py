@@ -31,6 +31,7 @@ from typing import Any
 
 import ray
 from ray import tune
+from ray.tune.logger import JsonLoggerCallback
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from hindsight.rundir import RunDir
@@ -49,7 +50,16 @@ from hindsight.studies.spec import PlannedRun, Study
 
 NAMESPACE = "hindsight"  # the inboxes' Ray namespace
 POLL_S = 0.5  # how often a trial looks for new rows and checkpoints
-QUIET_TUNE = {"RAY_AIR_NEW_OUTPUT": "0"}  # Tune's legacy reporter: silent at verbose=0 (the new one is not)
+INCOMING = ".incoming-"  # the study folder's temporary folders of trial files on their way from storage
+# Tune without its own output: the legacy reporter (silent at verbose=0, the new one is not), of its loggers only
+# the JSON one (run_on_ray adds it; the TensorBoard one refuses list-valued metrics), no traceback per trial
+# failure (the study shows a line and writes error.txt) and no warning when checkpoints come seconds apart
+QUIET_TUNE = {
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+}
 FORWARDED_ENV = ("MUJOCO_GL", "WANDB_MODE")  # passed on to every Ray worker of a study
 
 
@@ -68,11 +78,18 @@ def connect(address: str | None, timeout_s: float) -> bool:
         "runtime_env": {"env_vars": {**env, **QUIET_TUNE}},
     }
     if address is None:
-        options["include_dashboard"] = False
+        try:
+            ray.init(**options, include_dashboard=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise BackendError(f"cannot start Ray: {_last_line(str(exc))}") from None
+        return True
     deadline = time.monotonic() + timeout_s
-    if address is not None and address != "auto":
+    if address != "auto":
         _probe(address, timeout_s)
     outcome: dict[str, BaseException] = {}
+
+    for name in ("ray._private.worker", "ray.util.client.logsclient"):
+        logging.getLogger(name).addFilter(_NO_SIGTERM)
 
     def start() -> None:
         try:
@@ -80,16 +97,37 @@ def connect(address: str | None, timeout_s: float) -> bool:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             outcome["error"] = exc
 
-    thread = threading.Thread(target=start, name="ray-init", daemon=True)
+    thread = threading.Thread(target=start, name="ray-init", daemon=True)  # ray.init may wait on and on
     thread.start()
     thread.join(max(0.0, deadline - time.monotonic()))
-    where = f" at {address}" if address else ""
     if thread.is_alive():
-        raise BackendError(f"no answer from Ray{where} within {timeout_s:g} s (is a Ray cluster running there?)")
+        raise BackendError(f"no answer from Ray at {address} within {timeout_s:g} s (is a Ray cluster running there?)")
     if "error" in outcome:
-        reason = str(outcome["error"]).strip().splitlines()
-        raise BackendError(f"cannot start Ray{where}: {reason[0] if reason else type(outcome['error']).__name__}")
+        raise BackendError(f"cannot connect to Ray at {address}: {_last_line(str(outcome['error']))}")
     return True
+
+
+class _Without(logging.Filter):
+    """Drops records whose message contains ``text`` (and that carry an ``error``, when given)."""
+
+    def __init__(self, text: str, error: type[BaseException] | None = None):
+        super().__init__()
+        self.text, self.error = text, error
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.text not in str(record.msg):
+            return True
+        return self.error is not None and not (record.exc_info and isinstance(record.exc_info[1], self.error))
+
+
+# Ray warns that ray.init in a thread sets no SIGTERM handler (here, and from Ray Client's server)
+_NO_SIGTERM = _Without("SIGTERM handler is not set")
+# What a restored Tune experiment logs that does no harm: its trials that never reported, and an old checkpoint
+# it fails to delete again (the state it was restored from was saved before the deletion)
+_TUNE_NOISE = {
+    "ray.tune.execution.tune_controller": _Without("Trial %s: Error handling checkpoint", FileNotFoundError),
+    "ray.tune.analysis.experiment_analysis": _Without("Failed to fetch metrics for"),
+}
 
 
 def _probe(address: str, timeout_s: float) -> None:
@@ -139,13 +177,17 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    """(inode, size, mtime) of a file, None when it is missing: changes whenever the file is replaced."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        return None
-    return info.st_ino, info.st_size, info.st_mtime_ns
+def _stamps(paths: tuple[Path, ...]) -> list[tuple[int, int, int] | None]:
+    """(inode, size, mtime) of each file, None for a missing one: changes whenever a file is replaced."""
+    stamps: list[tuple[int, int, int] | None] = []
+    for path in paths:
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            stamps.append(None)
+            continue
+        stamps.append((info.st_ino, info.st_size, info.st_mtime_ns))
+    return stamps
 
 
 def _copy_tree(source: Path, dest: Path, skip: set[Path]) -> None:
@@ -165,24 +207,20 @@ def _copy_tree(source: Path, dest: Path, skip: set[Path]) -> None:
 def snapshot(root: Path, job_dir: RunDir, dest: Path) -> None:
     """Copy a trial's study tree ``root`` to ``dest`` as one consistent checkpoint while training goes on.
 
-    The job directory's checkpoint state (every file but its spec, metrics, log, error and pointers:
-    checkpoint.pt and whatever accompanies it) is copied first, again until none of its files was replaced
-    during the copy; then everything else. Metrics files only grow, so each holds at least the rows the
-    checkpoint has seen (a resume drops the rest).
+    The job directory's checkpoint files (``RunDir.checkpoint_files``) are copied first, again until none
+    of them was replaced during the copy; then everything else but temporaries. Metrics files only grow, so
+    each holds at least the rows the checkpoint has seen (a resume drops the rest).
     """
-    own = {job_dir.spec, job_dir.metrics, job_dir.log, job_dir.error, job_dir.wandb_id, job_dir.population_pointer}
+    state = job_dir.checkpoint_files
+    target = dest / job_dir.path.relative_to(root)
     while True:
-        state = sorted(
-            p for p in job_dir.path.iterdir() if p.is_file() and p not in own and not p.name.endswith(".tmp")
-        )
-        before = [_stamp(p) for p in state]
+        before = _stamps(state)
         shutil.rmtree(dest, ignore_errors=True)
-        target = dest / job_dir.path.relative_to(root)
         target.mkdir(parents=True)
         for path in state:
             with contextlib.suppress(FileNotFoundError):
                 shutil.copy2(path, target / path.name)
-        if [_stamp(p) for p in state] == before:
+        if _stamps(state) == before:
             break
     _copy_tree(root, dest, set(state))
 
@@ -196,21 +234,21 @@ class _Reporter:
         self.members = [RunDir(root / m) for m in job["members"]] if job["members"] else [self.job_dir]
         self.ids = [m.path.name for m in self.members]
         self.reported = min(len(m.read_metrics()) for m in self.members)
-        self.stamp = _stamp(self.job_dir.checkpoint)
+        self.stamps = _stamps(self.job_dir.checkpoint_files)
 
     def poll(self, final: bool = False) -> None:
         """Report the rows every member has logged since the last call; with them a checkpoint when the
-        job's checkpoint.pt was replaced (or ``final``: the job ended, everything is written)."""
+        job's checkpoint files changed (or ``final``: the job ended, everything is written)."""
         rows = [m.read_metrics() for m in self.members]
         ready = min(len(r) for r in rows)
-        stamp = _stamp(self.job_dir.checkpoint)
-        checkpoint = final or (stamp is not None and stamp != self.stamp)
+        stamps = _stamps(self.job_dir.checkpoint_files)
+        checkpoint = final or (stamps[0] is not None and stamps != self.stamps)
         for index in range(self.reported, ready - 1 if checkpoint else ready):
             tune.report(self._metrics(rows, index))
         self.reported = max(self.reported, ready)
         if not checkpoint:
             return
-        self.stamp = stamp
+        self.stamps = stamps
         dest = self.work / "checkpoint"
         snapshot(self.root, self.job_dir, dest)
         tune.report(self._metrics(rows, ready - 1), checkpoint=tune.Checkpoint.from_directory(str(dest)))
@@ -398,7 +436,7 @@ class _Driver:
 
     def fetch(self, job: Job, checkpoint: Any) -> None:
         """Replace the job's directories in the study folder with the checkpoint's."""
-        incoming = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.out))
+        incoming = Path(tempfile.mkdtemp(prefix=INCOMING, dir=self.out))
         try:
             checkpoint.to_directory(str(incoming))
             for directory in [job.directory, *(job.members or [])]:
@@ -428,9 +466,14 @@ def run_on_ray(
     """Train ``jobs`` as the trials of the study's Tune experiment (restored when one is in storage),
     at most ``workers`` at once when given; each run's status and files end as a local study's."""
     owns = connect(options.address, options.connect_timeout_s)
+    for leftover in out.glob(f"{INCOMING}*"):  # a download a killed driver left half done
+        shutil.rmtree(leftover, ignore_errors=True)
     driver = _Driver(jobs, out, progress, options.max_failures)
+    inbox = None
     try:
-        storage = options.storage or str((out / TUNE_DIR).resolve())
+        storage = options.storage or str(out / TUNE_DIR)
+        if "://" not in storage:  # a local path: Tune wants it absolute
+            storage = str(Path(storage).expanduser().resolve())
         name = experiment_name(study, runs, out, population)
         path = _join(storage, name)
         try:
@@ -440,9 +483,14 @@ def run_on_ray(
                 scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False),
             ).remote()
         except ValueError:
-            raise BackendError(f"another `hindsight study` is driving the Tune experiment {path}") from None
+            raise BackendError(
+                f"another `hindsight study` is driving the Tune experiment {path} (one whose Ray Client "
+                "connection was lost holds it for about 30 s more)"
+            ) from None
         for key, value in QUIET_TUNE.items():
             os.environ.setdefault(key, value)
+        for logger, noise in _TUNE_NOISE.items():
+            logging.getLogger(logger).addFilter(noise)
         trainable = tune.with_resources(train_trial, trial_resources)
         if tune.Tuner.can_restore(path):
             progress.note(f"continuing the Tune experiment {path}")
@@ -458,7 +506,7 @@ def run_on_ray(
                     storage_path=storage,
                     failure_config=tune.FailureConfig(max_failures=options.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                    callbacks=[Events(name)],
+                    callbacks=[Events(name), JsonLoggerCallback()],
                     verbose=0,
                 ),
             )
@@ -496,6 +544,8 @@ def run_on_ray(
         progress.save()
         raise
     finally:
+        if inbox is not None:
+            ray.kill(inbox)  # its name is free for the next driver of this experiment
         if owns:
             ray.shutdown()
 

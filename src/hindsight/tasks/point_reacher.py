@@ -114,7 +114,7 @@ class PointReacherReward:
     Objectives: the three unweighted terms. Their per-step lower bounds (``reference_point``): distance
     0.2 - (sqrt(2) + 0.3) when dense (positions stay in [-1, 1]^2, goals within 0.3 of the origin), 0 when
     sparse; energy -sqrt(2) (an action in [-1, 1]^2); safety log10(0.01) / 5 = -0.4 (at the obstacle).
-    The front: 15 weight vectors, each under the same 4 draws of goal and obstacle.
+    The front: 15 weight vectors, each under the same 2 draws of goal and obstacle.
     """
 
     env_features = "point_position"
@@ -122,7 +122,7 @@ class PointReacherReward:
     task_dim = 6
     objective_names = ("distance", "energy", "safety")
     front_weights = 15
-    front_situations = 4
+    front_situations = 2
 
     class Params(Params):
         distance: Literal["dense", "sparse"] = Field(

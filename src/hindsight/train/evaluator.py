@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from hindsight.build import Problem
 
 FRONT_ENVS = 16  # environments a front's episodes run in, in rounds
+FRONT_SEED = 0  # the front's tasks and physics noise: the same for every run of a family, whatever its seed
 
 
 def objective_returns(objectives: Objectives, batch: TrajectoryBatch) -> torch.Tensor:
@@ -133,15 +134,16 @@ def front_evaluator(
     problem: Problem, seed: int, make_envs: Callable[[Problem, int, str, int], list[dm_env.Environment]]
 ) -> FrontEvaluator | None:
     """The front evaluator of a run of ``seed`` (None when the reward family declares no objectives): its
-    weight vectors, its task draws (stream ``eval/front``) and physics seeds, and its environments from
-    ``make_envs(problem, seed, stream, count)``."""
+    weight vectors, its task draws and physics seeds (from ``FRONT_SEED``: every run of the family is
+    scored on the same episodes' tasks and noise, so fronts compare across seeds and methods), and its
+    environments from ``make_envs(problem, seed, stream, count)``."""
     reward = problem.reward
     if not isinstance(reward, Objectives):
         return None
     W, S = reward.front_weights, reward.front_situations
     weights = torch.from_numpy(spread_weights(W, len(reward.objective_names))).float()  # [W, J]
-    rest = problem.tasks.sample(S, make_generator(seed, "eval/front"))  # [S, Z]
+    rest = problem.tasks.sample(S, make_generator(FRONT_SEED, "eval/front"))  # [S, Z]
     tasks = reward.with_weights(rest.repeat(W, 1), weights.repeat_interleave(S, 0)).view(W, S, -1)
-    seeds = [derive_seed(seed, "env/front", "episode", k) % 2**32 for k in range(W * S)]
+    seeds = [derive_seed(FRONT_SEED, "env/front", "episode", k) % 2**32 for k in range(W * S)]
     envs = make_envs(problem, seed, "env/front", min(W * S, FRONT_ENVS))
     return FrontEvaluator(envs, problem.sizes.horizon, reward, tasks, seeds)

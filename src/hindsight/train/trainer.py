@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,10 +20,11 @@ import torch
 
 from hindsight.batches import TrajectoryBatch, TransitionBatch, concat_trajectories, discounted_returns
 from hindsight.build import Problem, build_agent, build_buffer, build_problem, build_relabeler
-from hindsight.protocols import Agent, OriginalStorage, RelabelContext, RewardFamily
+from hindsight.logging.sinks import Advancing
+from hindsight.protocols import Agent, CostNotice, OriginalStorage, RelabelContext, RewardFamily
 from hindsight.runtime import apply_runtime
 from hindsight.seeding import derive_seed, make_generator
-from hindsight.specs import ResolvedSpec
+from hindsight.specs import COMPONENT_FIELDS, ResolvedSpec
 from hindsight.train import faults
 from hindsight.train.checkpoint import FORMAT, rng_state, save_atomic, set_rng_state
 from hindsight.train.collector import Collector, collect_together
@@ -48,6 +50,18 @@ def finite_actions(actions: torch.Tensor, epoch: int) -> torch.Tensor:
     if not torch.isfinite(actions).all():
         raise NonFiniteError(f"agent: the policy produced non-finite actions in epoch {epoch + 1}")
     return actions
+
+
+PROGRESS_EVERY = 0.2  # seconds between reports of progress within an epoch
+
+
+def warn_costly(spec: ResolvedSpec) -> None:
+    """Warn, once as a run starts, of settings a component knows to be slow where it computes (``CostNotice``)."""
+    for field in COMPONENT_FIELDS:
+        component = spec.component(field)
+        notice = component.cost_notice(spec) if isinstance(component, CostNotice) else None
+        if notice:
+            warnings.warn(notice, RuntimeWarning, stacklevel=3)
 
 
 def make_envs(problem: Problem, seed: int, stream: str, count: int) -> list[dm_env.Environment]:
@@ -310,11 +324,13 @@ class Trainer:
         self.spec = spec
         self.checkpoint_path = checkpoint_path
         apply_runtime(spec.run.runtime)
+        warn_costly(spec)
         self.problem = build_problem(spec)
         self.agent = build_agent(spec, self.problem.sizes)
         member_specs = [spec.member(seed) for seed in spec.run.seeds] if spec.run.seeds is not None else [spec]
         self.members = [Member(member_spec, self.problem, self.agent, p) for p, member_spec in enumerate(member_specs)]
         self._stop_requested = False
+        self._progress_at = 0.0
 
     @property
     def epoch(self) -> int:
@@ -359,6 +375,20 @@ class Trainer:
             for p, member in enumerate(self.members):
                 member.record_update({key: value[p] for key, value in metrics.items()})
             faults.reached("update")
+            self._advance_progress()
+
+    def _advance_progress(self) -> None:
+        """Tell the first member's sinks that follow progress within an epoch how far it has got (at most
+        every PROGRESS_EVERY seconds)."""
+        now = time.perf_counter()
+        if now - self._progress_at < PROGRESS_EVERY:
+            return
+        self._progress_at = now
+        member, train = self.members[0], self.spec.run.train
+        per_epoch = train.loops_per_epoch * train.updates_per_loop
+        for sink in member.sinks:
+            if isinstance(sink, Advancing):
+                sink.advance(member.epoch, member.progress.update_count, per_epoch, member.env_steps)
 
     def run(self) -> list[list[dict[str, Any]]]:
         """Warm up, then train every remaining epoch; each member's rows go to its sinks.

@@ -1,0 +1,4 @@
+"""A plugin that does not parse."""
+
+def broken(:
+    pass
