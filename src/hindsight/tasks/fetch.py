@@ -40,7 +40,13 @@ from hindsight.render.views import VARIANT_COLORS, View, add_geom
 from hindsight.resources import env_asset
 from hindsight.specs import Params
 from hindsight.tasks.base import EnvFamily, FamilyParams, MultiTaskTask, TaskSet, TimeLimit
-from hindsight.tasks.point_reacher import REACHER_WEIGHTS, PointReacherView, reacher_uv, reacher_weights
+from hindsight.tasks.point_reacher import (
+    REACHER_WEIGHTS,
+    PointReacherView,
+    WeightedObjectives,
+    reacher_uv,
+    reacher_weights,
+)
 
 SUBSTEPS = 100
 ACTION_SCALE = 0.05  # metres of mocap motion for a unit action
@@ -112,7 +118,7 @@ class FetchTasks(TaskSet):
         return GoalPart(task_slice=slice(2, 5), from_features=lambda features: features[..., :3])
 
 
-class FetchReward:
+class FetchReward(WeightedObjectives):
     """Goal distance, energy and obstacle safety in 3-D, weighted by the PointReacher unit weights.
 
     Objectives: the three unweighted terms. Their per-step lower bounds (``reference_point``): distance 0
@@ -124,7 +130,6 @@ class FetchReward:
     env_features = "fetch_gripper"
     feature_dim = 3
     task_dim = 8
-    objective_names = ("distance", "energy", "safety")
     front_weights = 10
     front_situations = 1
 
@@ -146,19 +151,6 @@ class FetchReward:
         distance, energy, safety = self.terms(features, actions, tasks)
         w = reacher_weights(tasks[..., 0], tasks[..., 1])[:, :, None]  # [B, K, 1, 3]
         return w[..., 0] * distance + w[..., 1] * energy + w[..., 2] * safety
-
-    def objectives(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
-        """[B, T, 3]: distance, energy and safety of every step (features [B, T, 3], actions [B, T, 4],
-        tasks [B, 8])."""
-        return torch.stack([term[:, 0] for term in self.terms(features, actions, tasks[:, None])], -1)
-
-    def weights(self, tasks: torch.Tensor) -> torch.Tensor:
-        """The unit weights [N, 3] of tasks [N, 8]."""
-        return reacher_weights(tasks[:, 0], tasks[:, 1])
-
-    def with_weights(self, tasks: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Tasks [N, 8] with (u, v) encoding the direction of ``weights`` [N, 3]."""
-        return torch.cat([reacher_uv(weights).to(tasks.dtype), tasks[:, 2:]], -1)
 
     def terms(
         self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor

@@ -108,7 +108,33 @@ class PointReacherTasks(TaskSet):
         return GoalPart(task_slice=slice(2, 4), from_features=from_features)
 
 
-class PointReacherReward:
+class WeightedObjectives:
+    """The ``Objectives`` of a reward that weights distance, energy and safety by the unit vector z's first
+    two components (u, v) encode (PointReacher, Fetch); subclasses define ``terms``."""
+
+    objective_names = ("distance", "energy", "safety")
+
+    def terms(
+        self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The unweighted distance [B, K, T], energy [B, 1, T] and safety [B, K, T] terms under tasks [B, K, Z]."""
+        raise NotImplementedError
+
+    def objectives(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+        """[B, T, 3]: distance, energy and safety of every step (features [B, T, F], actions [B, T, A],
+        tasks [B, Z])."""
+        return torch.stack([term[:, 0] for term in self.terms(features, actions, tasks[:, None])], -1)
+
+    def weights(self, tasks: torch.Tensor) -> torch.Tensor:
+        """The unit weights [N, 3] of tasks [N, Z]."""
+        return reacher_weights(tasks[:, 0], tasks[:, 1])
+
+    def with_weights(self, tasks: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Tasks [N, Z] with (u, v) encoding the direction of ``weights`` [N, 3]."""
+        return torch.cat([reacher_uv(weights).to(tasks.dtype), tasks[:, 2:]], -1)
+
+
+class PointReacherReward(WeightedObjectives):
     """Goal distance, energy and obstacle safety weighted by the task's unit weight vector.
 
     Objectives: the three unweighted terms. Their per-step lower bounds (``reference_point``): distance
@@ -120,7 +146,6 @@ class PointReacherReward:
     env_features = "point_position"
     feature_dim = 2
     task_dim = 6
-    objective_names = ("distance", "energy", "safety")
     front_weights = 15
     front_situations = 2
 
@@ -134,19 +159,6 @@ class PointReacherReward:
         self.params = params or self.Params()
         lowest_distance = 0.2 - (math.sqrt(2) + 0.3) if self.params.distance == "dense" else 0.0
         self.reference_point = (lowest_distance, -math.sqrt(2), math.log10(0.01) / 5)
-
-    def objectives(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
-        """[B, T, 3]: distance, energy and safety of every step (features [B, T, 2], actions [B, T, 2],
-        tasks [B, 6])."""
-        return torch.stack([term[:, 0] for term in self.terms(features, actions, tasks[:, None])], -1)
-
-    def weights(self, tasks: torch.Tensor) -> torch.Tensor:
-        """The unit weights [N, 3] of tasks [N, 6]."""
-        return reacher_weights(tasks[:, 0], tasks[:, 1])
-
-    def with_weights(self, tasks: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Tasks [N, 6] with (u, v) encoding the direction of ``weights`` [N, 3]."""
-        return torch.cat([reacher_uv(weights).to(tasks.dtype), tasks[:, 2:]], -1)
 
     def terms(
         self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor
