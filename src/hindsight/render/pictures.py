@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +20,14 @@ from hindsight.relabel.her import HER
 from hindsight.render.video import Episode, LoadedRun, RenderError
 from hindsight.render.views import VARIANT_COLORS, View
 from hindsight.seeding import derive_seed
+
+
+def load_member_state(run: LoadedRun, component: Any, key: str, what: str) -> None:
+    """Load the member's checkpointed ``state[key]`` into ``component``; a RenderError when it does not fit."""
+    try:
+        component.load_state_dict(run.state[key])
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise RenderError(f"{run.checkpoint}: {what} does not fit its spec ({str(exc).splitlines()[0]})") from None
 
 
 def _pyplot():
@@ -65,12 +74,7 @@ def stored_trajectories(run: LoadedRun) -> list[dict]:
     terminated, stored (task [Z] or None).
     """
     buffer = build_buffer(run.spec, run.problem.sizes, "cpu")
-    try:
-        buffer.load_state_dict(run.state["buffer"])
-    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-        raise RenderError(
-            f"{run.checkpoint}: the replay buffer does not fit its spec ({str(exc).splitlines()[0]})"
-        ) from None
+    load_member_state(run, buffer, "buffer", "the replay buffer")
     stored = buffer.recent(len(buffer))  # fields [N, ...]
     capacity = getattr(run.spec.params["buffer"], "capacity", None)
     wrapped = capacity is not None and len(buffer) >= capacity
@@ -150,12 +154,7 @@ def run_air_cache(run: LoadedRun) -> dict | None:
     relabeler = build_relabeler(run.spec, run.problem.sizes)
     if not isinstance(relabeler, AIR):
         return None
-    try:
-        relabeler.load_state_dict(run.state["relabeler"])
-    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-        raise RenderError(
-            f"{run.checkpoint}: the relabeler's state does not fit its spec ({str(exc).splitlines()[0]})"
-        ) from None
+    load_member_state(run, relabeler, "relabeler", "the relabeler's state")
     return relabeler.state_dict().get("cache")
 
 
