@@ -354,9 +354,15 @@ def test_report_tables_and_figures(tmp_path, monkeypatch):
     aggregates = {(r["method"], r["metric"]): r for r in csv.DictReader((out / "report" / "aggregates.csv").open())}
     assert float(aggregates[("none", "IQM")]["value"]) == pytest.approx((4.1 - 1.48) / (8.05 - 1.48))
     assert float(aggregates[("random", "median")]["value"]) == pytest.approx((8.05 - 1.48) / (8.05 - 1.48))
+    # over training: linear curves averaged over an even grid from 100 to 400 steps give their value at
+    # epoch 2.5: none 2.5 + 0.1 seed (mean 2.6), random 5 + 0.1 seed (mean 5.05)
+    assert float(aggregates[("none", "IQM over training")]["value"]) == pytest.approx((2.6 - 1.48) / (8.05 - 1.48))
+    assert float(aggregates[("random", "mean over training")]["value"]) == pytest.approx((5.05 - 1.48) / 6.57)
     improvement = {r["pair"]: r for r in csv.DictReader((out / "report" / "improvement.csv").open())}
     assert float(improvement["random > none"]["probability"]) == 1.0
     assert float(improvement["none > random"]["probability"]) == 0.0
+    assert float(improvement["random > none"]["area_probability"]) == 1.0
+    assert float(improvement["none > random"]["area_probability"]) == 0.0
     assert (out / "report" / "curves.png").stat().st_size > 10_000
     rows = {r["method"]: r for r in csv.DictReader((out / "report" / "results.csv").open())}
     # none: returns epoch + 0.1 seed over seeds 0..2 -> final 4.1; random: 2 epoch + 0.1 seed, seeds 0..1 -> 8.05
@@ -365,8 +371,10 @@ def test_report_tables_and_figures(tmp_path, monkeypatch):
     # first evaluations average (1.1 + 2.05) / 2 = 1.575; target 1.575 + 0.9 (8.05 - 1.575) = 7.4025
     assert float(rows["none"]["target_return"]) == pytest.approx(7.4025)
     assert rows["none"]["steps_to_target"] == "" and rows["random"]["steps_to_target"] == "400"
+    # none's final return 4.1: none reaches it at its last evaluation, random (mean 2 epoch + 0.05) at epoch 3
+    assert rows["none"]["steps_to_baseline"] == "400" and rows["random"]["steps_to_baseline"] == "300"
     markdown = (out / "report" / "report.md").read_text()
-    assert "| random | 2 | 8.050 |" in markdown and "not reached" in markdown
+    assert "| random | 2 | 8.050 |" in markdown and "not reached" in markdown and "| 300 (75%) |" in markdown
     assert "## Aggregate metrics (rliable)" in markdown and "| random > none | 1.000 |" in markdown
     assert "relabeler.kind=random,seed=2 (2 of 4 epochs)" in markdown
     assert "## Pictures" not in markdown

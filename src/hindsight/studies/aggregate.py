@@ -4,9 +4,11 @@
 Scores are each run's final evaluation return normalised per family: 0 is the family's mean
 first-evaluation return over all its runs (the barely trained policy), 1 the best method's mean final return.
 Per family and method: IQM, median, mean and optimality gap (to 1) with 95% stratified bootstrap intervals;
-the probability of improvement of every method over every other, with its interval; performance profiles
-(the share of runs scoring above tau); and IQM sample-efficiency curves (the IQM of the normalised return
-at each point of the common env-step grid).
+the same over training (each run's normalised return averaged over the common env-step grid: sample
+efficiency); the probability of improvement of every method over every other, on both, with its interval;
+performance profiles (the share of runs scoring above tau); and IQM sample-efficiency curves (the IQM of
+the normalised return at each point of the common env-step grid). rliable's median is the median over
+tasks of each task's mean over runs: with one family it equals the mean.
 """
 
 from __future__ import annotations
@@ -102,6 +104,16 @@ def family_statistics(
         reps=resamples,
         random_state=stream(),
     )
+    areas = {m: curves_by_method[m].mean(axis=-1) for m in methods}  # [runs, 1]: mean over the grid
+    area_point, area_interval = rly.get_interval_estimates(areas, _aggregate, reps=resamples, random_state=stream())
+    area_pairs = {f"{a} > {b}": (areas[a], areas[b]) for a in methods for b in methods if a != b}
+    area_improvement, area_improvement_ci = (
+        rly.get_interval_estimates(
+            area_pairs, metrics.probability_of_improvement, reps=resamples, random_state=stream()
+        )
+        if area_pairs
+        else ({}, {})
+    )
     return {
         "methods": methods,
         "runs": {m: len(finals[m]) for m in methods},
@@ -115,6 +127,10 @@ def family_statistics(
         "grid": grid,
         "iqm": iqm,
         "iqm_ci": iqm_ci,
+        "area_point": area_point,
+        "area_interval": area_interval,
+        "area_improvement": area_improvement,
+        "area_improvement_ci": area_improvement_ci,
     }
 
 
@@ -214,7 +230,8 @@ def write_aggregates(curves: list[Curve], out: Path, resamples: int, seed: int =
         "",
         "Scores: each run's final return normalised per family, 0 = the family's mean first-evaluation "
         "return, 1 = the best method's mean final return. 95% stratified bootstrap intervals "
-        f"({resamples} resamples).",
+        f"({resamples} resamples). rliable's median is over tasks (of each task's mean over runs): with one "
+        "family it equals the mean.",
         "",
     ]
     files: list[Path] = []
@@ -232,19 +249,54 @@ def write_aggregates(curves: list[Curve], out: Path, resamples: int, seed: int =
             cells = [f"{point[i]:.3f} {_ci(interval[:, i])}" for i in range(len(AGGREGATES))]
             lines.append(f"| {method} | {stats['runs'][method]} | " + " | ".join(cells) + " |")
             aggregate_rows += [[family, method, name, point[i], *interval[:, i]] for i, name in enumerate(AGGREGATES)]
+        lines += [
+            "",
+            "Sample efficiency: each run's normalised return averaged over training (the area under its curve "
+            "on the common env-step grid, divided by its length).",
+            "",
+            "| method | IQM over training | mean over training |",
+            "|---|---|---|",
+        ]
+        for method in stats["methods"]:
+            point, interval = stats["area_point"][method], stats["area_interval"][method]
+            lines.append(f"| {method} | {point[0]:.3f} {_ci(interval[:, 0])} | {point[2]:.3f} {_ci(interval[:, 2])} |")
+            aggregate_rows += [
+                [family, method, f"{name} over training", point[i], *interval[:, i]]
+                for i, name in enumerate(AGGREGATES)
+            ]
         if stats["improvement"]:
-            lines += ["", "| probability of improvement | P(X > Y) | 95% interval |", "|---|---:|---|"]
+            lines += [
+                "",
+                "| probability of improvement | P(X > Y), final | 95% interval "
+                "| P(X > Y), over training | 95% interval |",
+                "|---|---:|---|---:|---|",
+            ]
             for pair, value in stats["improvement"].items():
-                lines.append(f"| {pair} | {float(value):.3f} | {_ci(stats['improvement_ci'][pair])} |")
+                area, area_ci = stats["area_improvement"][pair], stats["area_improvement_ci"][pair]
+                lines.append(
+                    f"| {pair} | {float(value):.3f} | {_ci(stats['improvement_ci'][pair])} "
+                    f"| {float(area):.3f} | {_ci(area_ci)} |"
+                )
                 improvement_rows.append(
-                    [family, pair, float(value), *np.asarray(stats["improvement_ci"][pair]).ravel()]
+                    [
+                        family,
+                        pair,
+                        float(value),
+                        *np.asarray(stats["improvement_ci"][pair]).ravel(),
+                        float(area),
+                        *np.asarray(area_ci).ravel(),
+                    ]
                 )
         figure = plot_family(family, stats, out / f"rliable-{family}.png")
         files.append(figure)
         lines += ["", f"![{family} profiles and IQM curves]({figure.name})", ""]
     for name, header, rows in (
         ("aggregates.csv", ["family", "method", "metric", "value", "low", "high"], aggregate_rows),
-        ("improvement.csv", ["family", "pair", "probability", "low", "high"], improvement_rows),
+        (
+            "improvement.csv",
+            ["family", "pair", "probability", "low", "high", "area_probability", "area_low", "area_high"],
+            improvement_rows,
+        ),
     ):
         with (out / name).open("w", newline="") as f:
             csv.writer(f).writerows([header, *rows])

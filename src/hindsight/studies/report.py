@@ -26,6 +26,8 @@ from hindsight.studies.aggregate import write_aggregates
 from hindsight.studies.fronts import write_fronts
 from hindsight.studies.layout import MANIFEST_FILE, RUNS_DIR
 
+BASELINE = "none"  # the method whose final return the others' "steps to none's final" is measured against
+
 
 class ReportError(Exception):
     """Nothing to report on; the message is meant for the user."""
@@ -58,6 +60,7 @@ class MethodResult:
     first: float  # mean first-evaluation return
     steps_to_target: int | None = None
     target: float | None = None
+    steps_to_baseline: int | None = None  # env steps the mean curve takes to reach the baseline's final return
 
 
 def load_curves(study_dirs: list[Path]) -> tuple[list[Curve], list[str]]:
@@ -116,11 +119,23 @@ def summarize(curves: list[Curve], fraction: float, resamples: int, seed: int = 
         first = float(np.mean([r.first for r in members]))
         best = max(r.final[0] for r in members)
         target = first + fraction * (best - first)
+        baseline = next((r.final[0] for r in members if r.method == BASELINE), None)
         for r in members:
-            reached = np.flatnonzero(r.mean >= target)
-            steps = int(r.steps[reached[0]]) if reached.size else None
-            out.append(attrs.evolve(r, steps_to_target=steps, target=target))
+            out.append(
+                attrs.evolve(
+                    r,
+                    steps_to_target=_first_reach(r, target),
+                    target=target,
+                    steps_to_baseline=None if baseline is None else _first_reach(r, baseline),
+                )
+            )
     return out
+
+
+def _first_reach(result: MethodResult, level: float) -> int | None:
+    """The first env step at which the method's mean curve reaches ``level``, or None."""
+    reached = np.flatnonzero(result.mean >= level)
+    return int(result.steps[reached[0]]) if reached.size else None
 
 
 def plot(results: list[MethodResult], path_stem: Path) -> list[Path]:
@@ -170,7 +185,8 @@ def markdown(results: list[MethodResult], missing: list[str], fraction: float, f
         f"Final return: mean over seeds of each seed's last evaluation, with a 95% bootstrap interval. "
         f"Steps to {fraction:.0%}: env steps at which the method's mean curve first reaches "
         f"first + {fraction:g} x (best - first), where best is the best method's final return and first "
-        f"the family's mean first-evaluation return.",
+        f"the family's mean first-evaluation return. Steps to none's final: env steps at which the mean "
+        f"curve first reaches the {BASELINE} method's mean final return, and their share of the run's steps.",
         "",
         f"![learning curves]({figure})",
         "",
@@ -180,13 +196,15 @@ def markdown(results: list[MethodResult], missing: list[str], fraction: float, f
         lines += [
             f"## {family} (target return {members[0].target:.3f})",
             "",
-            f"| method | seeds | final return | 95% interval | steps to {fraction:.0%} |",
-            "|---|---:|---:|---|---:|",
+            f"| method | seeds | final return | 95% interval | steps to {fraction:.0%} | steps to {BASELINE}'s final |",
+            "|---|---:|---:|---|---:|---:|",
         ]
         for r in members:
             mean, low, high = r.final
+            share = "" if r.steps_to_baseline is None else f" ({r.steps_to_baseline / r.steps[-1]:.0%})"
             lines.append(
-                f"| {r.method} | {r.seeds} | {mean:.3f} | [{low:.3f}, {high:.3f}] | {_steps(r.steps_to_target)} |"
+                f"| {r.method} | {r.seeds} | {mean:.3f} | [{low:.3f}, {high:.3f}] | {_steps(r.steps_to_target)} "
+                f"| {_steps(r.steps_to_baseline)}{share} |"
             )
         lines.append("")
     if missing:
@@ -221,6 +239,7 @@ def write_csv(results: list[MethodResult], path: Path, fraction: float) -> None:
                 "fraction",
                 "target_return",
                 "steps_to_target",
+                "steps_to_baseline",
             ]
         )
         for r in results:
@@ -233,6 +252,7 @@ def write_csv(results: list[MethodResult], path: Path, fraction: float) -> None:
                     fraction,
                     f"{r.target:.6g}",
                     "" if r.steps_to_target is None else r.steps_to_target,
+                    "" if r.steps_to_baseline is None else r.steps_to_baseline,
                 ]
             )
 
