@@ -63,7 +63,8 @@ def test_env_family_defaults_are_registered_under_its_name_and_sizes_come_from_i
     spec = env.observation_spec()
     assert spec["observations"].shape == (sizes.obs_dim,) and spec["features"].shape == (sizes.feature_dim,)
     assert env.action_spec().shape == (sizes.action_dim,) and sizes.horizon == family.horizon
-    assert env_cls.Reward.feature_dim == sizes.feature_dim and env_cls.Reward.task_dim == tasks.task_dim
+    reward = env_cls.Reward(env_cls.Reward.Params())
+    assert reward.feature_dim == sizes.feature_dim and reward.task_dim == tasks.task_dim
     drawn = tasks.sample(3, torch.Generator().manual_seed(0))
     assert drawn.shape == (3, tasks.task_dim) and drawn.dtype == torch.float32
 
@@ -83,7 +84,7 @@ def test_missing_names_what_a_component_lacks():
 def test_reward_family_is_batched_without_cross_talk(name):
     reward_cls = REGISTRY.get("reward", name)
     family = env_for(reward_cls)
-    tasks_cls, action_dim = family.Tasks, sizes_of(family(family.Params()), family.Tasks.task_dim).action_dim
+    tasks_cls, action_dim = family.Tasks, sizes_of(family(family.Params()), family.Tasks().task_dim).action_dim
     reward = reward_cls(reward_cls.Params())
     gen = torch.Generator().manual_seed(1)
     B, K, T = 3, 4, 5
@@ -105,7 +106,7 @@ def test_weighted_returns_where_defined_equal_the_summed_rewards(name):
     if not hasattr(reward, "weighted_returns"):
         pytest.skip(f"{name} has no closed-form weighted_returns")
     family = env_for(reward_cls)
-    action_dim = sizes_of(family(family.Params()), family.Tasks.task_dim).action_dim
+    action_dim = sizes_of(family(family.Params()), family.Tasks().task_dim).action_dim
     gen = torch.Generator().manual_seed(2)
     B, K, T = 3, 4, 6
     features = torch.randn(B, T, reward.feature_dim, generator=gen)
@@ -199,7 +200,7 @@ def test_batched_scoring_equals_the_environments_step_rewards(name):
     family = env_cls(env_cls.Params(horizon=12))
     reward = env_cls.Reward(env_cls.Reward.Params())
     tasks = env_cls.Tasks().sample(3, torch.Generator().manual_seed(0))
-    action_dim = sizes_of(family, env_cls.Tasks.task_dim).action_dim
+    action_dim = sizes_of(family, env_cls.Tasks().task_dim).action_dim
 
     def policy(obs, z):
         return torch.sin(obs.sum(-1, keepdim=True) + torch.arange(action_dim))  # deterministic, varied

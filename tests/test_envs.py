@@ -21,6 +21,7 @@ DOCUMENTED_SIZES = {
     "ant_direction": (27, 8, 3, 1),
     "humanoid_direction": (53, 21, 2, 1),
     "fetch_reach": (10, 4, 3, 8),
+    "mo_gymnasium": (17, 6, 2, 2),  # its default id, mo-halfcheetah-v5
 }
 
 

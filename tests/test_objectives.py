@@ -15,8 +15,14 @@ from hindsight.specs import validate
 
 REWARDS = [entry.name for entry in REGISTRY.entries("reward")]
 TASKS = [entry.name for entry in REGISTRY.entries("tasks")]
-WITH_OBJECTIVES = {"point_reacher", "fetch_reach", "cheetah_multi"}
-SHORT = {"cheetah_multi": 60, "fetch_reach": 12, "ant_direction": 30, "humanoid_direction": 30}  # horizons, for speed
+WITH_OBJECTIVES = {"point_reacher", "fetch_reach", "cheetah_multi", "mo_gymnasium"}
+SHORT = {  # horizons, for speed
+    "cheetah_multi": 60,
+    "fetch_reach": 12,
+    "ant_direction": 30,
+    "humanoid_direction": 30,
+    "mo_gymnasium": 60,
+}
 
 
 def test_the_families_that_mix_objectives_declare_them():
@@ -33,7 +39,7 @@ def test_reward_is_the_weighted_sum_of_the_objectives(name):
     g = torch.Generator().manual_seed(0)
     B, T = 5, 7
     features = torch.randn(B, T, reward.feature_dim, generator=g) * 0.3
-    action_dim = {"point_reacher": 2, "fetch_reach": 4, "cheetah_multi": 6}[name]
+    action_dim = {"point_reacher": 2, "fetch_reach": 4, "cheetah_multi": 6, "mo_gymnasium": 6}[name]
     actions = torch.rand(B, T, action_dim, generator=g) * 2 - 1
     z = tasks.sample(B, g)
     objectives = reward.objectives(features, actions, z)
@@ -41,10 +47,14 @@ def test_reward_is_the_weighted_sum_of_the_objectives(name):
     assert objectives.shape == (B, T, J) and len(reward.reference_point) == J
     weighted = (reward.weights(z)[:, None, :] * objectives).sum(-1)
     torch.testing.assert_close(reward.reward(features, actions, z[:, None])[:, 0], weighted, atol=1e-5, rtol=1e-5)
-    # weights round-trip: a task's own weights give it back; any direction comes back normalised
+    # weights round-trip: a task's own weights give it back; any direction comes back along it, scaled as
+    # the family's tasks scale weights (unit length, or a sum of 1 on the simplex)
     torch.testing.assert_close(reward.with_weights(z, reward.weights(z)), z, atol=1e-5, rtol=1e-5)
     w = torch.rand(B, J, generator=g) + 0.01
-    torch.testing.assert_close(reward.weights(reward.with_weights(z, w)), w / w.norm(dim=-1, keepdim=True))
+    back = reward.weights(reward.with_weights(z, w))
+    unit = torch.nn.functional.normalize
+    torch.testing.assert_close(unit(back, dim=-1), unit(w, dim=-1))
+    torch.testing.assert_close(back.norm(dim=-1) if name != "mo_gymnasium" else back.sum(-1), torch.ones(B))
 
 
 @pytest.mark.parametrize("name", sorted(WITH_OBJECTIVES))
@@ -188,7 +198,7 @@ def test_report_draws_each_methods_front_and_its_hypervolume(tmp_path):
     assert [p.name for p in paths] == ["fronts-point_reacher.png", "fronts-point_reacher.svg"]
     assert paths[0].stat().st_size > 10_000
     # final hypervolumes: none 2 + seed -> mean 2.5; air 4 + seed -> 4.5; utility 1.5 and 2.5; a returns 2 and 4
-    assert "| none | 2 | 2.5 |" in section and "| 1.500 | 0.5 | 2.000 | -1.000 |" in section
-    assert "| air | 2 | 4.5 |" in section and "| 2.500 | 0.5 | 4.000 | -1.000 |" in section
+    assert "| none | 2 | 2.5 |" in section and "| 1.500 | [1, 2] | 0.5 | 2.000 | -1.000 |" in section
+    assert "| air | 2 | 4.5 |" in section and "| 2.500 | [2, 3] | 0.5 | 4.000 | -1.000 |" in section
     assert "![fronts](fronts-point_reacher.png)" in section
     assert write_fronts(curves[:0], tmp_path, resamples=10) == ("", [])

@@ -3,7 +3,8 @@
 Counterparts: the dm_control suite task of the same robot where one exists (cheetah-run, humanoid-walk,
 point_mass-easy for the point families); for the ant and the Fetch arm, which have no suite task, the bare
 MuJoCo stepping of the very same model with the same substeps (random controls, or random mocap moves for
-Fetch) and no Task layer. Each repeat measures the family and its counterpart back to back for the same
+Fetch) and no Task layer; for mo_gymnasium, the MO-Gymnasium environment itself (its default id, stepped
+through gymnasium's API). Each repeat measures the family and its counterpart back to back for the same
 wall time with uniform random actions (resetting at episode ends); the table shows medians over repeats
 and the ratio family / counterpart.
 
@@ -100,10 +101,28 @@ def steps_per_second(step, reset, action_dim: int, seconds: float, is_last) -> f
             return n / elapsed
 
 
+def mo_gymnasium_env(family):
+    """The family's MO-Gymnasium environment, raw, with its step and reset, and its substeps."""
+    from hindsight.tasks.mo_gym import make_gym_env
+
+    raw = make_gym_env(family.params.id, family.params.kwargs, max_episode_steps=family.horizon)
+    seeds = iter(range(10**9))
+    return raw, raw.step, lambda: raw.reset(seed=next(seeds)), raw.unwrapped.frame_skip
+
+
+def substeps(env) -> int:
+    """Physics steps per control step of a family's environment."""
+    return env._n_sub_steps if hasattr(env, "_n_sub_steps") else env.gym_env.unwrapped.frame_skip
+
+
 def bench(name: str, seconds: float, repeats: int) -> dict:
-    _, env, reset = family_env(name)
+    family, env, reset = family_env(name)
     action_dim = env.action_spec().shape[0]
-    if name in SUITE_COUNTERPARTS:
+    if name == "mo_gymnasium":
+        raw, raw_step, raw_reset, raw_substeps = mo_gymnasium_env(family)
+        raw_name = f"raw {family.params.id}"
+        raw_last, raw_dim = (lambda out: out[2] or out[3]), action_dim
+    elif name in SUITE_COUNTERPARTS:
         domain, task = SUITE_COUNTERPARTS[name]
         raw, raw_reset = suite_env(domain, task)
         raw_name = f"{domain}-{task}"
@@ -122,7 +141,7 @@ def bench(name: str, seconds: float, repeats: int) -> dict:
     ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
     return {
         "family": name,
-        "substeps": env._n_sub_steps,
+        "substeps": substeps(env),
         "steps_per_s": ours_median,
         "raw": raw_name,
         "raw_substeps": raw_substeps,

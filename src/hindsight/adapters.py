@@ -59,13 +59,18 @@ class GymnasiumAdapter(gymnasium.Env):
             self.family = env_cls(env_cls.Params.model_validate(env_params or {}))
         else:
             self.family = family
+        own = getattr(type(self.family), "own_params", None)  # OwnParams: what the family gives its own
+        given = own(getattr(self.family, "params", None)) if own is not None else {}
         if reward is None or isinstance(reward, str):
             reward_cls: Any = REGISTRY.get("reward", reward) if reward else self.family.Reward
-            self.reward_family = reward_cls(reward_cls.Params.model_validate(reward_params or {}))
+            defaults = given.get("reward", {}) if reward_cls is self.family.Reward else {}
+            self.reward_family = reward_cls(reward_cls.Params.model_validate({**defaults, **(reward_params or {})}))
         else:
             self.reward_family = reward
         if tasks is None or isinstance(tasks, str):
-            self.task_distribution = (REGISTRY.get("tasks", tasks) if tasks else self.family.Tasks)()
+            tasks_cls: Any = REGISTRY.get("tasks", tasks) if tasks else self.family.Tasks
+            own_tasks = given.get("tasks", {}) if tasks_cls is self.family.Tasks else {}
+            self.task_distribution = tasks_cls(tasks_cls.Params.model_validate(own_tasks)) if own_tasks else tasks_cls()
         else:
             self.task_distribution = tasks
         self.sizes = sizes_of(self.family, self.task_distribution.task_dim)

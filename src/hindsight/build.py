@@ -52,7 +52,7 @@ def sizes_of(family: EnvFamily, task_dim: int) -> Sizes:
 def env_sizes(spec: ResolvedSpec) -> Sizes:
     """The sizes of the spec's env family and task distribution (one environment built per env setting)."""
     params = json.dumps(spec.params["env"].model_dump(mode="json"), sort_keys=True)
-    return _sizes(spec.run.env.kind, params, spec.component("tasks").task_dim)
+    return _sizes(spec.run.env.kind, params, spec.component("tasks")(spec.params["tasks"]).task_dim)
 
 
 def build_problem(spec: ResolvedSpec) -> Problem:

@@ -6,7 +6,8 @@ O observation size, A action size, F reward-feature size, Z task size, m relabel
 The six kinds (``env``, ``tasks``, ``reward``, ``relabeler``, ``agent``, ``buffer``) each have a protocol
 below. Optional capabilities are small protocols of their own (``GoalTasks``, ``TaskFields``,
 ``ClosedFormReturns``, ``Objectives``, ``ExportablePolicy``, ``OriginalStorage``, ``SpecCheck``,
-``CostNotice``, ``MemoryEstimate``); a component that needs one of another component says so in ``requires``.
+``CostNotice``, ``MemoryEstimate``, ``OwnParams``, ``FamilyLabel``); a component that needs one of another
+component says so in ``requires``.
 ``missing`` names what a component lacks; the spec checks every component with it once, when a spec is built.
 """
 
@@ -82,6 +83,29 @@ class EnvFamily(Protocol):
 
 
 @runtime_checkable
+class OwnParams(Protocol):
+    """Capability of an env family class whose own task distribution and reward family depend on its
+    parameters (e.g. how many objectives its environment's reward vector has, and their names)."""
+
+    @classmethod
+    def own_params(cls, params: Any) -> dict[str, dict[str, Any]]:
+        """The parameters its ``Tasks`` and ``Reward`` take from the family's validated ``params``, as
+        ``{"tasks": {...}, "reward": {...}}``; a spec choosing them gets these where it sets none itself."""
+        ...
+
+
+@runtime_checkable
+class FamilyLabel(Protocol):
+    """Capability of an env family class whose parameters choose among environments: the name studies and
+    reports group its runs under instead of its kind (mo_gymnasium: the MO-Gymnasium environment id)."""
+
+    @classmethod
+    def family_label(cls, params: Any) -> str:
+        """The label of the family under its validated ``params``."""
+        ...
+
+
+@runtime_checkable
 class TaskDistribution(Protocol):
     """The distribution T over task vectors z (kind ``tasks``)."""
 
@@ -114,6 +138,7 @@ class TaskField:
         labels: one name per component, e.g. ``("x", "y")``; the field's size is their count.
         low, high: each component's range (inclusive), one number per label.
         unit_length: the values give a direction and are scaled to unit length (not all may be 0).
+        unit_sum: the values are non-negative weights scaled to sum to 1 (not all may be 0).
         length: the range of the values' Euclidean length where the support is not a box, else None.
         doc: what the field means, with units.
     """
@@ -123,6 +148,7 @@ class TaskField:
     low: tuple[float, ...]
     high: tuple[float, ...]
     unit_length: bool = False
+    unit_sum: bool = False
     length: tuple[float, float] | None = None
     doc: str = ""
 

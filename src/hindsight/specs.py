@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hindsight.registry import REGISTRY, RegistryError, import_plugins
+from hindsight.registry import ENV_DEFAULTS, REGISTRY, RegistryError, import_plugins
 
 if TYPE_CHECKING:
     from hindsight.protocols import Sizes
@@ -336,18 +336,48 @@ def validate(raw: Any, base_dir: str | Path | None = None, machine: bool = True)
         raise SpecError(str(exc)) from None
     run.plugins = [PluginSpec(module=p.module, path=where) for p, where in zip(run.plugins, found, strict=True)]
     try:
-        REGISTRY.get("env", run.env.kind)
+        env_cls = REGISTRY.get("env", run.env.kind)
     except RegistryError as exc:
         raise SpecError(f"env.kind: {exc}") from None
-    for name in ("tasks", "reward"):  # the env's own, with default parameters
-        if getattr(run, name) is None:
-            setattr(run, name, ComponentSpec(kind=run.env.kind))
-    params = {name: component_params(name, getattr(run, name), name) for name in COMPONENT_FIELDS}
+    params = {"env": component_params("env", run.env, "env")}
+    for name in ("tasks", "reward"):  # the env's own by default, with the parameters it gives them
+        chosen = getattr(run, name) or ComponentSpec(kind=run.env.kind)
+        if _is_own(env_cls, name, chosen.kind):
+            given = own_params(env_cls, params["env"], name, run.env.kind)
+            chosen = ComponentSpec(kind=chosen.kind, **{**given, **chosen.params_dict()})
+        setattr(run, name, chosen)
+    params.update({name: component_params(name, getattr(run, name), name) for name in COMPONENT_FIELDS[1:]})
     resolved = ResolvedSpec(run, params)
     resolved.check_components()
     if machine:
         resolved.check_machine()
     return resolved
+
+
+def _is_own(env_cls: Any, field: str, kind: str) -> bool:
+    """Whether ``kind`` names the env family's own ``field`` component (tasks or reward)."""
+    try:
+        return REGISTRY.get(field, kind) is getattr(env_cls, ENV_DEFAULTS[field], None)
+    except RegistryError:
+        return False  # unknown: component_params names it
+
+
+def own_params(env_cls: Any, env_params: Params, field: str, env_kind: str) -> dict[str, Any]:
+    """The parameters an env family gives its own ``field`` component (the ``OwnParams`` capability; none
+    for most families). A family that cannot say is a SpecError, as an env that cannot be built."""
+    derive = getattr(env_cls, "own_params", None)
+    if derive is None:
+        return {}
+    try:
+        return dict(derive(env_params).get(field, {}))
+    except Exception as exc:  # noqa: BLE001 - any failure to describe the env is the spec's problem
+        raise SpecError(cannot_build("env", env_kind, exc)) from None
+
+
+def cannot_build(field: str, kind: str, exc: BaseException) -> str:
+    """The one-line error of a component that cannot be built from the spec's parameters."""
+    message = (str(exc).strip().splitlines() or [""])[0]
+    return f"{field}: {kind!r} cannot be built from these parameters: {type(exc).__name__}: {message}"
 
 
 def identity(resolved: dict[str, Any]) -> dict[str, Any]:
@@ -431,18 +461,27 @@ class ResolvedSpec:
                 f"reward.kind: reward family {reward.kind!r} reads {expected!r} features, "
                 f"but env {self.run.env.kind!r} records {env_cls.features_name!r}"
             )
-        task_dim = self.component("tasks").task_dim
-        if reward_cls.task_dim != task_dim:
+        reward_family = self.build("reward")  # sizes may depend on parameters: read from the instances
+        task_dim = self.build("tasks").task_dim
+        if reward_family.task_dim != task_dim:
             raise SpecError(
-                f"reward.kind: reward family {reward.kind!r} reads tasks of size {reward_cls.task_dim}, "
+                f"reward.kind: reward family {reward.kind!r} reads tasks of size {reward_family.task_dim}, "
                 f"but tasks {tasks.kind!r} draws tasks of size {task_dim}"
             )
         feature_dim = self.sizes().feature_dim
-        if reward_cls.feature_dim != feature_dim:
+        if reward_family.feature_dim != feature_dim:
             raise SpecError(
-                f"reward.kind: reward family {reward.kind!r} reads {reward_cls.feature_dim} features, "
+                f"reward.kind: reward family {reward.kind!r} reads {reward_family.feature_dim} features, "
                 f"but env {self.run.env.kind!r} records {feature_dim}"
             )
+
+    def build(self, field: str) -> Any:
+        """The spec's task distribution or reward family (``field``) built from its parameters; one that
+        cannot be built is a SpecError."""
+        try:
+            return self.component(field)(self.params[field])
+        except Exception as exc:  # noqa: BLE001 - any component's failure to build is the spec's problem
+            raise SpecError(cannot_build(field, getattr(self.run, field).kind, exc)) from None
 
     def sizes(self) -> Sizes:
         """The sizes of the env family and task distribution (one environment built per env setting);
@@ -452,10 +491,7 @@ class ResolvedSpec:
         try:
             return env_sizes(self)
         except Exception as exc:  # noqa: BLE001 - any component's failure to build is the spec's problem
-            message = (str(exc).strip().splitlines() or [""])[0]
-            raise SpecError(
-                f"env: {self.run.env.kind!r} cannot be built from these parameters: {type(exc).__name__}: {message}"
-            ) from None
+            raise SpecError(cannot_build("env", self.run.env.kind, exc)) from None
 
     def check_machine(self) -> None:
         """The spec fits this machine: its device exists and its memory estimate fits (``hindsight.machine``)."""

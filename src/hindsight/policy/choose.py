@@ -53,6 +53,8 @@ def describe_field(field: TaskField) -> str:
         ranges += f", length in [{_number(field.length[0])}, {_number(field.length[1])}]"
     if field.unit_length:
         ranges += ", not all 0 (scaled to unit length)"
+    if field.unit_sum:
+        ranges += ", not all 0 (scaled to sum to 1)"
     return f"{field.name}{labels} {ranges}"
 
 
@@ -152,7 +154,7 @@ def field_problem(field: TaskField, values: list[float]) -> str | None:
         if not low - TOLERANCE <= value <= high + TOLERANCE:
             return f"{label} = {value:g} is outside [{_number(low)}, {_number(high)}]"
     norm = math.sqrt(sum(v * v for v in values))
-    if field.unit_length and norm == 0:
+    if (field.unit_length or field.unit_sum) and norm == 0:
         return "the values must not all be 0"
     if field.length is not None and not field.length[0] - TOLERANCE <= norm <= field.length[1] + TOLERANCE:
         return f"length {norm:.4g} is outside [{_number(field.length[0])}, {_number(field.length[1])}]"

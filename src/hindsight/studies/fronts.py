@@ -4,8 +4,8 @@ For families whose reward declares objectives, every evaluation logs the front (
 mean objective returns under fixed weight vectors) and its metrics. Per family: one figure with each
 method's final front (the mean over seeds of each weight vector's point, every seed's points faint),
 drawn in 2-D projections when there are three or more objectives, and the hypervolume over training (mean
-over seeds, 95% bootstrap band); and a table of the final hypervolume, expected utility, sparsity and
-objective returns.
+over seeds, 95% bootstrap band); and a table of the final hypervolume and expected utility (each with a 95%
+bootstrap interval), sparsity and objective returns.
 """
 
 from __future__ import annotations
@@ -132,14 +132,14 @@ def markdown(runs: list[FrontRun], figure: str, resamples: int, rng: np.random.G
         "Each evaluation scores the policy under fixed weight vectors spread over the objectives' weights. "
         "Hypervolume of the front of mean objective returns above the family's reference point, expected "
         "utility (mean scalarised return), sparsity of the front; means over seeds of the last evaluation, "
-        "the hypervolume with a 95% bootstrap interval.",
+        "the hypervolume and the expected utility with 95% bootstrap intervals.",
         "",
         f"![fronts]({figure})",
         "",
-        "| method | seeds | hypervolume | 95% interval | expected utility | sparsity | "
+        "| method | seeds | hypervolume | 95% interval | expected utility | 95% interval | sparsity | "
         + " | ".join(f"{n} return" for n in names)
         + " |",
-        "|---|---:|---:|---|---:|---:|" + "---:|" * len(names),
+        "|---|---:|---:|---|---:|---|---:|" + "---:|" * len(names),
     ]
     for method in dict.fromkeys(r.method for r in runs):
         group = [r for r in runs if r.method == method]
@@ -148,10 +148,12 @@ def markdown(runs: list[FrontRun], figure: str, resamples: int, rng: np.random.G
             return float(np.mean([r.final.get(key, np.nan) for r in group]))
 
         hv, low, high = bootstrap(np.array([r.final["eval/mo/hypervolume"] for r in group]), resamples, rng)
+        eu, eu_low, eu_high = bootstrap(np.array([r.final["eval/mo/expected_utility"] for r in group]), resamples, rng)
         objectives = " | ".join(f"{mean(f'eval/objective/{n}'):.3f}" for n in names)
         lines.append(
             f"| {method} | {len(group)} | {float(hv):.4g} | [{float(low):.4g}, {float(high):.4g}] | "
-            f"{mean('eval/mo/expected_utility'):.3f} | {mean('eval/mo/sparsity'):.4g} | {objectives} |"
+            f"{float(eu):.3f} | [{float(eu_low):.4g}, {float(eu_high):.4g}] | {mean('eval/mo/sparsity'):.4g} | "
+            f"{objectives} |"
         )
     return "\n".join([*lines, ""])
 

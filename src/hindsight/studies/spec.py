@@ -13,8 +13,9 @@ A study file (YAML)::
 A grid value may be any YAML: ``relabeler: [{kind: air, candidates: 10}, none]`` sets a whole sub-tree,
 exactly as ``--set relabeler={kind: air, candidates: 10}`` would. Every expanded run is validated before
 any starts. A run's *method* is its grid values other than ``seed`` and ``env...`` (its relabeler kind
-when there are none); its *family* is its ``env.kind``; its W&B group is the study name plus a hash of
-its resolved spec without the seed.
+when there are none); its *family* is its ``env.kind`` (or the label the env family gives its parameters,
+``FamilyLabel``: mo_gymnasium's environment id); its W&B group is the study name plus a hash of its resolved
+spec without the seed.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ from hindsight.registry import RegistryError
 from hindsight.specs import ResolvedSpec, SpecError, _format_errors, apply_overrides, identity, read_yaml, validate
 
 GRID_PREFIX = "grid."
+
+
+def family_of(spec: ResolvedSpec) -> str:
+    """The family a run's curves and tables are grouped under: its ``env.kind``, or the label its env family
+    gives its parameters (``FamilyLabel``, e.g. mo_gymnasium's environment id)."""
+    label = getattr(spec.component("env"), "family_label", None)
+    return str(label(spec.params["env"])) if label is not None else spec.run.env.kind
 
 
 class StudySpec(BaseModel):
@@ -72,7 +80,7 @@ class PlannedRun:
     Attributes:
         id: the run's directory name, built from its grid values (``relabeler.kind=air,seed=0``).
         method: the label curves and tables group it under.
-        family: its environment family (``env.kind``).
+        family: its environment family (``env.kind``, or the family's ``FamilyLabel``).
         seed: its seed.
         group: its W&B group: the study name and the hash of its resolved spec without the seed.
         spec: the validated spec (name, W&B group and tags set).
@@ -214,7 +222,7 @@ def expand(study: Study) -> list[PlannedRun]:
             method = where
         else:
             method = resolved.run.relabeler.kind
-        runs.append(PlannedRun(run_id, method, resolved.run.env.kind, resolved.run.seed, group, resolved, config))
+        runs.append(PlannedRun(run_id, method, family_of(resolved), resolved.run.seed, group, resolved, config))
     if problems:
         raise SpecError("\n".join(problems))
     return runs
