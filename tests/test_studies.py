@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -482,3 +483,27 @@ def test_population_from_the_study_file(tmp_path):
     assert "4 runs in" in dry.output and "4 of them to train in 2 populations" in dry.output, dry.output
     dry = CliRunner().invoke(app, ["study", str(path), "--dry-run", "--population", "1", "--out", str(tmp_path / "o")])
     assert "populations" not in dry.output, dry.output
+
+
+def test_diagnostics_table_averages_each_run_then_the_runs(tmp_path):
+    from hindsight.studies.aggregate import diagnostics_table
+    from hindsight.studies.report import Curve
+
+    curves = []
+    for seed, bias in ((0, 1.0), (1, 3.0)):
+        run_dir = tmp_path / f"seed{seed}"
+        run_dir.mkdir()
+        rows = [{"epoch": 1, "env_steps": 100}]  # the warm-up epoch logged no relabeling
+        rows += [
+            {"epoch": e, "env_steps": 100 * e, "relabel/value_bias": bias * e, "relabel/original_won": e % 2}
+            for e in range(2, 12)
+        ]
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        curves.append(Curve("point_reacher", "air", seed, np.arange(3.0), np.zeros(3), run_dir))
+    # epochs 2..11: bias mean 6.5 x (1, 3) -> 13.0 over runs; last tenth (epoch 11) 11 x (1, 3) -> 22.0;
+    # original won at epochs 3, 5, 7, 9, 11: 0.5 over all, 1.0 at epoch 11
+    assert diagnostics_table(curves)[2] == "| point_reacher | air | 2 | 13.000 | 22.000 | 0.500 | 1.000 |"
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "env_steps": 100}) + "\n")
+    plain = Curve("point_reacher", "none", 0, np.arange(3.0), np.zeros(3), tmp_path / "plain")
+    assert diagnostics_table([plain]) == []

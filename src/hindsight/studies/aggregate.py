@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 AGGREGATES = ("IQM", "median", "mean", "optimality gap")
 CURVE_POINTS = 20  # points of an IQM sample-efficiency curve
+DIAGNOSTIC_KEYS = ("relabel/value_bias", "relabel/original_won")
 
 
 def references(curves: list[Curve]) -> dict[str, tuple[float, float]]:
@@ -208,6 +209,31 @@ def plot_diagnostics(curves: list[Curve], path: Path) -> Path | None:
     return path
 
 
+def diagnostics_table(curves: list[Curve]) -> list[str]:
+    """Markdown rows per family and method: the mean over runs of each run's mean value bias and share of
+    originals that won, over all of training and over its last tenth of epochs (empty when none logged them)."""
+    lines = []
+    for family, method in dict.fromkeys((c.family, c.method) for c in curves):
+        per_run = []
+        for curve in (c for c in curves if (c.family, c.method) == (family, method)):
+            rows = [r for r in RunDir(curve.run_dir).read_metrics() if r.get("relabel/value_bias") is not None]
+            if rows:
+                tail = rows[-max(1, len(rows) // 10) :]
+                per_run.append([np.mean([r[key] for r in part]) for key in DIAGNOSTIC_KEYS for part in (rows, tail)])
+        if per_run:
+            cells = " | ".join(f"{v:.3f}" for v in np.mean(per_run, axis=0))
+            lines.append(f"| {family} | {method} | {len(per_run)} | {cells} |")
+    if not lines:
+        return []
+    return [
+        "| family | method | runs | value bias, all | value bias, last 10% | original won, all "
+        "| original won, last 10% |",
+        "|---|---|---:|---:|---:|---:|---:|",
+        *lines,
+        "",
+    ]
+
+
 def _mean_by_step(points: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
     by_step: dict[float, list[float]] = {}
     for step, value in points:
@@ -313,5 +339,6 @@ def write_aggregates(curves: list[Curve], out: Path, resamples: int, seed: int =
             "",
             f"![relabeling diagnostics]({diagnostics.name})",
             "",
+            *diagnostics_table(curves),
         ]
     return "\n".join(lines), files
