@@ -507,3 +507,15 @@ def test_diagnostics_table_averages_each_run_then_the_runs(tmp_path):
     (tmp_path / "plain" / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "env_steps": 100}) + "\n")
     plain = Curve("point_reacher", "none", 0, np.arange(3.0), np.zeros(3), tmp_path / "plain")
     assert diagnostics_table([plain]) == []
+
+
+def test_an_env_setting_on_the_grid_is_a_method_and_env_kind_a_family(tmp_path):
+    grid = {"env.time_limit": ["terminal", "truncation"], "relabeler.kind": ["none"], "seed": [0]}
+    runs = expand(load_study(write_study(tmp_path, grid=grid)))
+    assert [r.method for r in runs] == [
+        "env.time_limit=terminal, relabeler.kind=none",
+        "env.time_limit=truncation, relabeler.kind=none",
+    ]
+    assert {r.family for r in runs} == {"point_reacher"}
+    runs = expand(load_study(write_study(tmp_path, grid={"env.kind": ["point_reacher", "point_trajectory"]})))
+    assert [(r.family, r.method) for r in runs] == [("point_reacher", "none"), ("point_trajectory", "none")]

@@ -12,8 +12,9 @@ A study file (YAML)::
 
 A grid value may be any YAML: ``relabeler: [{kind: air, candidates: 10}, none]`` sets a whole sub-tree,
 exactly as ``--set relabeler={kind: air, candidates: 10}`` would. Every expanded run is validated before
-any starts. A run's *method* is its grid values other than ``seed`` and ``env...`` (its relabeler kind
-when there are none); its *family* is its ``env.kind`` (or the label the env family gives its parameters,
+any starts. A run's *method* is its grid values other than ``seed`` and the family's own (``env.kind``, ``env.id``
+and whole ``env`` trees; its relabeler kind when there are none), so an ablation of an env setting such as
+``env.time_limit`` is a method; its *family* is its ``env.kind`` (or the label the env family gives its parameters,
 ``FamilyLabel``: mo_gymnasium's environment id); its W&B group is the study name plus a hash of its resolved
 spec without the seed.
 """
@@ -134,8 +135,11 @@ def spec_hash(resolved: dict[str, Any]) -> str:
     return _digest(json.dumps(core, sort_keys=True))
 
 
+FAMILY_AXES = ("env", "env.kind", "env.id")  # grid axes that choose the family rather than vary a method
+
+
 def _is_method_axis(path: str) -> bool:
-    return path != "seed" and path.split(".")[0] != "env"
+    return path != "seed" and path not in FAMILY_AXES
 
 
 def load_study(path: str | Path, overrides: Sequence[str] = ()) -> Study:
