@@ -519,3 +519,14 @@ def test_an_env_setting_on_the_grid_is_a_method_and_env_kind_a_family(tmp_path):
     assert {r.family for r in runs} == {"point_reacher"}
     runs = expand(load_study(write_study(tmp_path, grid={"env.kind": ["point_reacher", "point_trajectory"]})))
     assert [(r.family, r.method) for r in runs] == [("point_reacher", "none"), ("point_trajectory", "none")]
+
+
+def test_a_study_file_in_the_study_directory_is_kept_and_the_resolved_study_written_beside_it(tmp_path):
+    path = write_study(tmp_path)
+    text = "# my notes\n" + path.read_text()
+    path.write_text(text)
+    study = load_study(path, ["train.epochs=3"])
+    runner.prepare_study_dir(study, expand(study), tmp_path)
+    assert path.read_text() == text
+    resolved = yaml.safe_load((tmp_path / "study.resolved.yaml").read_text())
+    assert resolved["base"]["train"]["epochs"] == 3 and resolved["grid"] == GRID

@@ -1,6 +1,7 @@
 """A study directory's own files (a run directory's are ``hindsight.rundir.RunDir``'s), readable without torch.
 
-``study.yaml`` (the study, base inlined), ``manifest.json`` (each run's id, method, family, seed, epochs),
+``study.resolved.yaml`` (the study as run: base inlined, ``--set`` applied; a study file kept in the same
+folder is never overwritten), ``manifest.json`` (each run's id, method, family, seed, epochs),
 ``status.json`` (each run's state, rewritten as it changes) and ``runs/<id>/``: a run directory plus
 log.txt, and error.txt when the run failed.
 
@@ -14,7 +15,7 @@ checkpoints, the experiment's state) unless ``--storage`` puts it elsewhere.
 """
 
 RUNS_DIR = "runs"
-STUDY_FILE = "study.yaml"
+STUDY_FILE = "study.resolved.yaml"
 MANIFEST_FILE = "manifest.json"
 STATUS_FILE = "status.json"
 POPULATIONS_DIR = "populations"

@@ -296,7 +296,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def prepare_study_dir(study: Study, runs: list[PlannedRun], out: Path) -> None:
-    """Write study.yaml and manifest.json (the report reads the manifest)."""
+    """Write study.resolved.yaml and manifest.json (the report reads the manifest)."""
     (out / RUNS_DIR).mkdir(parents=True, exist_ok=True)
     (out / STUDY_FILE).write_text(yaml.safe_dump(study.to_dict(), sort_keys=False))
     _write_json(out / MANIFEST_FILE, {"study": study.name, "runs": [r.manifest() for r in runs]})
