@@ -503,6 +503,12 @@ def test_diagnostics_table_averages_each_run_then_the_runs(tmp_path):
     # epochs 2..11: bias mean 6.5 x (1, 3) -> 13.0 over runs; last tenth (epoch 11) 11 x (1, 3) -> 22.0;
     # original won at epochs 3, 5, 7, 9, 11: 0.5 over all, 1.0 at epoch 11
     assert diagnostics_table(curves)[2] == "| point_reacher | air | 2 | 13.000 | 22.000 | 0.500 | 1.000 |"
+    # a relabeler that logs no original_won (random, her) shows a dash there
+    for curve in curves:
+        rows = [json.loads(line) for line in (curve.run_dir / "metrics.jsonl").read_text().splitlines()]
+        text = "".join(json.dumps({k: v for k, v in r.items() if k != "relabel/original_won"}) + "\n" for r in rows)
+        (curve.run_dir / "metrics.jsonl").write_text(text)
+    assert diagnostics_table(curves)[2] == "| point_reacher | air | 2 | 13.000 | 22.000 | - | - |"
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "env_steps": 100}) + "\n")
     plain = Curve("point_reacher", "none", 0, np.arange(3.0), np.zeros(3), tmp_path / "plain")

@@ -219,9 +219,9 @@ def diagnostics_table(curves: list[Curve]) -> list[str]:
             rows = [r for r in RunDir(curve.run_dir).read_metrics() if r.get("relabel/value_bias") is not None]
             if rows:
                 tail = rows[-max(1, len(rows) // 10) :]
-                per_run.append([np.mean([r[key] for r in part]) for key in DIAGNOSTIC_KEYS for part in (rows, tail)])
+                per_run.append([_mean_of(part, key) for key in DIAGNOSTIC_KEYS for part in (rows, tail)])
         if per_run:
-            cells = " | ".join(f"{v:.3f}" for v in np.mean(per_run, axis=0))
+            cells = " | ".join("-" if np.isnan(v) else f"{v:.3f}" for v in np.mean(per_run, axis=0))
             lines.append(f"| {family} | {method} | {len(per_run)} | {cells} |")
     if not lines:
         return []
@@ -232,6 +232,12 @@ def diagnostics_table(curves: list[Curve]) -> list[str]:
         *lines,
         "",
     ]
+
+
+def _mean_of(rows: list[dict[str, Any]], key: str) -> float:
+    """The mean of ``key`` over the rows that logged it (NaN when none did)."""
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return float(np.mean(values)) if values else float("nan")
 
 
 def _mean_by_step(points: list[tuple[float, float]]) -> tuple[list[float], list[float]]:

@@ -267,7 +267,7 @@ def write_report(study_dirs: list[Path], out: Path, fraction: float = 0.9, resam
     aggregates, aggregate_files = write_aggregates(curves, out, resamples)
     fronts, front_files = write_fronts(curves, out, resamples)
     md.write_text(
-        markdown(results, missing, fraction, png.name) + aggregates + "\n" + fronts + "\n" + picture_links(curves, out)
+        "\n".join([markdown(results, missing, fraction, png.name), aggregates, fronts, picture_links(curves, out)])
     )
     write_csv(results, out / "results.csv", fraction)
     files = {"png": png, "svg": svg, "markdown": md, "csv": out / "results.csv"}
