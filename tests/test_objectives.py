@@ -200,5 +200,9 @@ def test_report_draws_each_methods_front_and_its_hypervolume(tmp_path):
     # final hypervolumes: none 2 + seed -> mean 2.5; air 4 + seed -> 4.5; utility 1.5 and 2.5; a returns 2 and 4
     assert "| none | 2 | 2.5 |" in section and "| 1.500 | [1, 2] | 0.5 | 2.000 | -1.000 |" in section
     assert "| air | 2 | 4.5 |" in section and "| 2.500 | [2, 3] | 0.5 | 4.000 | -1.000 |" in section
+    # the study's reference: worst (0, 0) less 0.1 of the range (2, 2) = (-0.2, -0.2); none's front (1, 0),
+    # (0, 1) dominates 1.2 x 0.2 + 0.2 x 1.2 - 0.2 x 0.2 = 0.44 above it, air's (2, 0), (0, 2) 0.84
+    assert "reference point (-0.2, -0.2)" in section
+    assert "| 0.44 | [0.44, 0.44] |" in section and "| 0.84 | [0.84, 0.84] |" in section
     assert "![fronts](fronts-point_reacher.png)" in section
     assert write_fronts(curves[:0], tmp_path, resamples=10) == ("", [])
