@@ -536,3 +536,40 @@ def test_a_study_file_in_the_study_directory_is_kept_and_the_resolved_study_writ
     assert path.read_text() == text
     resolved = yaml.safe_load((tmp_path / "study.resolved.yaml").read_text())
     assert resolved["base"]["train"]["epochs"] == 3 and resolved["grid"] == GRID
+
+
+def test_sigterm_to_the_study_driver_stops_its_workers_instead_of_orphaning_them(tmp_path):
+    """A killed driver used to leave its spawned workers training on; now SIGTERM stops them as Ctrl-C does."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = {**TINY, "train": {**TINY["train"], "epochs": 100_000}}
+    path = write_study(tmp_path, grid={"seed": [0]}, base=None)
+    path.write_text(yaml.safe_dump({"name": "long", "base": spec, "grid": {"seed": [0]}}))
+    out = tmp_path / "out"
+    env = {**os.environ, "MUJOCO_GL": "disable"}
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "hindsight", "study", str(path), "--workers", "1", "--out", str(out)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = out / "runs" / "seed=0" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
+        assert time.monotonic() < deadline and driver.poll() is None, "the worker never logged an epoch"
+        time.sleep(0.5)
+    driver.send_signal(signal.SIGTERM)
+    _, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 130, stderr
+    assert "interrupted" in stderr
+    rows = len(metrics.read_text().splitlines())
+    time.sleep(3)  # an orphaned worker would log an epoch every fraction of a second
+    assert len(metrics.read_text().splitlines()) == rows
+    status = json.loads((out / "status.json").read_text())["runs"][0]
+    assert status["state"] == "interrupted"
+    assert (out / "runs" / "seed=0" / "checkpoint.pt").is_file()

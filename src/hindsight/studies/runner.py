@@ -6,11 +6,13 @@ import contextlib
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import attrs
@@ -463,7 +465,7 @@ def run_study(
             progress.changed(status)
     progress.save()
     if jobs:
-        with progress:
+        with progress, _terminate_as_interrupt():
             if backend == "ray":
                 from hindsight.studies.tune import run_on_ray
 
@@ -472,6 +474,25 @@ def run_study(
                 _run_local(jobs, out, progress, workers or 2, poll_s)
     progress.save()
     return statuses
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While active, SIGTERM stops the study as Ctrl-C does: its running jobs are stopped (each writes its
+    checkpoint) and marked interrupted, instead of living on as orphans of a killed driver."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: signals stay with the caller
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run_local(pending: list[Job], out: Path, progress: Progress, workers: int, poll_s: float) -> None:
