@@ -573,3 +573,16 @@ def test_sigterm_to_the_study_driver_stops_its_workers_instead_of_orphaning_them
     status = json.loads((out / "status.json").read_text())["runs"][0]
     assert status["state"] == "interrupted"
     assert (out / "runs" / "seed=0" / "checkpoint.pt").is_file()
+
+
+def test_cpus_per_job_sets_each_local_workers_threads(tmp_path, monkeypatch):
+    import os
+
+    assert runner.LocalBackend(2).threads == max(1, (os.cpu_count() or 1) // 2)
+    assert runner.LocalBackend(1, threads=1).threads == 1
+    made = []
+    monkeypatch.setattr(runner, "make_backend", lambda *args: made.append(args) or FakeBackend())
+    path = write_study(tmp_path, grid={"seed": [0]})
+    result = CliRunner().invoke(app, ["study", str(path), "--out", str(tmp_path / "out"), "--cpus-per-job", "1"])
+    assert result.exit_code == 0, result.output
+    assert made == [(2, 1)]

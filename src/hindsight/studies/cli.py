@@ -59,7 +59,10 @@ def study(
         30.0, min=0.1, help="ray backend: seconds to wait for --address to answer before giving up"
     ),
     cpus_per_job: int | None = typer.Option(
-        None, min=1, help="ray backend: CPUs each job reserves, its torch threads too (default: runtime.threads)"
+        None,
+        min=1,
+        help="CPUs each job uses, its torch threads too (default: locally the machine's cores / --workers, "
+        "1 where other studies share the cores; with ray, runtime.threads, reserved from the cluster)",
     ),
     gpus_per_job: float | None = typer.Option(
         None, min=0.0, help="ray backend: GPUs each job reserves, a fraction to share one (default: 1 on cuda, else 0)"
@@ -76,7 +79,6 @@ def study(
     ray_only = {
         "--address": address,
         "--storage": storage,
-        "--cpus-per-job": cpus_per_job,
         "--gpus-per-job": gpus_per_job,
     }
     for option, value in ray_only.items():

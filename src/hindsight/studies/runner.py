@@ -156,9 +156,9 @@ class BackendError(Exception):
 class LocalBackend:
     """Each run in its own spawned process, so a crash (even a segfault) takes down only that run."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, threads: int | None = None):
         self._context = multiprocessing.get_context("spawn")
-        self.threads = max(1, (os.cpu_count() or 1) // workers)
+        self.threads = threads or max(1, (os.cpu_count() or 1) // workers)  # torch threads of each job
 
     def start(self, spec: dict[str, Any], run_dir: Path, members: list[Path] | None = None) -> Any:
         """Train ``spec`` into ``run_dir``; a population's members write the run directories ``members``."""
@@ -375,9 +375,10 @@ def plan_jobs(statuses: list[RunStatus], out: Path, population: int = 1) -> list
     return sorted(jobs, key=lambda job: job.statuses[0].run.seed)
 
 
-def make_backend(workers: int) -> LocalBackend:
-    """The local backend with ``workers`` processes."""
-    return LocalBackend(workers)
+def make_backend(workers: int, threads: int | None = None) -> LocalBackend:
+    """The local backend with ``workers`` processes of ``threads`` torch threads (None: an equal share of
+    the machine's cores)."""
+    return LocalBackend(workers, threads)
 
 
 class Progress:
@@ -471,7 +472,8 @@ def run_study(
 
                 run_on_ray(study, runs, jobs, out, progress, ray or RayOptions(), workers, size, poll_s)
             else:
-                _run_local(jobs, out, progress, workers or 2, poll_s)
+                threads = ray.cpus_per_job if ray is not None else None
+                _run_local(jobs, out, progress, workers or 2, poll_s, threads)
     progress.save()
     return statuses
 
@@ -495,9 +497,11 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _run_local(pending: list[Job], out: Path, progress: Progress, workers: int, poll_s: float) -> None:
-    """Train ``pending`` in at most ``workers`` spawned processes at once."""
-    engine = make_backend(workers)
+def _run_local(
+    pending: list[Job], out: Path, progress: Progress, workers: int, poll_s: float, threads: int | None = None
+) -> None:
+    """Train ``pending`` in at most ``workers`` spawned processes at once, of ``threads`` torch threads each."""
+    engine = make_backend(workers, threads)
     running: dict[str, tuple[Job, Any]] = {}
     try:
         while pending or running:
