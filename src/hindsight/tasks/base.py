@@ -69,6 +69,31 @@ class FieldsSideBySide:
         return {field.name: part for field, part in zip(self.fields, parts, strict=True)}
 
 
+class LinearInTasks:
+    """A reward family whose task is the weight vector over its features: r = z . features, so the
+    objectives are the features and the weights are the task. Its ``with_weights`` says how weights are
+    normalised into a task."""
+
+    def reward(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+        """[B, K, T] rewards for features [B, T, J], actions [B, T, A] (unused), tasks [B, K, J]."""
+        return torch.einsum("btj,bkj->bkt", features, tasks)
+
+    def weighted_returns(
+        self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
+        """[B, K] sums of weights [B, T] times the rewards under tasks [K, J]: linear in z, so the weighted
+        feature sums [B, J] times the tasks."""
+        return torch.einsum("btj,bt->bj", features, weights) @ tasks.t()
+
+    def objectives(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+        """[B, T, J]: the features [B, T, J] themselves (actions and tasks unused)."""
+        return features
+
+    def weights(self, tasks: torch.Tensor) -> torch.Tensor:
+        """The weights [N, J]: the tasks [N, J] themselves."""
+        return tasks
+
+
 class MultiTaskTask(base.Task):
     """A dm_control Task whose reward is a RewardFamily evaluated on recorded features under z.
 

@@ -26,7 +26,7 @@ from hindsight.protocols import TaskField
 from hindsight.render.views import View
 from hindsight.resources import env_asset
 from hindsight.specs import Params
-from hindsight.tasks.base import EnvFamily, FamilyParams, MultiTaskTask, TaskSet
+from hindsight.tasks.base import EnvFamily, FamilyParams, LinearInTasks, MultiTaskTask, TaskSet
 
 CONTROL_DT = 0.05
 CONTROL_COST = 0.1
@@ -84,7 +84,7 @@ class CheetahTasks(TaskSet):
         return torch.tensor(data["tasks"], dtype=torch.float32)
 
 
-class CheetahReward:
+class CheetahReward(LinearInTasks):
     """r = z . (forward velocity, control cost, torso height, pitch rate).
 
     Objectives: the four features. Their per-step lower bounds (``reference_point``): control cost -0.6
@@ -107,26 +107,6 @@ class CheetahReward:
 
     def __init__(self, params: CheetahReward.Params | None = None):
         self.params = params or self.Params()
-
-    def reward(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
-        """[B, K, T] rewards for features [B, T, 4], actions [B, T, 6] (unused: the control cost is a
-        feature), tasks [B, K, 4]."""
-        return torch.einsum("btf,bkf->bkt", features, tasks)
-
-    def weighted_returns(
-        self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor, weights: torch.Tensor
-    ) -> torch.Tensor:
-        """[B, K] sums of weights [B, T] times the rewards under tasks [K, 4]: linear in z, so the weighted
-        feature sums [B, 4] times the tasks."""
-        return torch.einsum("btf,bt->bf", features, weights) @ tasks.t()
-
-    def objectives(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
-        """[B, T, 4]: the features [B, T, 4] themselves (actions and tasks unused)."""
-        return features
-
-    def weights(self, tasks: torch.Tensor) -> torch.Tensor:
-        """The weights [N, 4]: the tasks [N, 4] themselves."""
-        return tasks
 
     def with_weights(self, tasks: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """``weights`` [N, 4] scaled to unit length: the weights are the whole task."""

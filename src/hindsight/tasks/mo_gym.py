@@ -40,7 +40,7 @@ from pydantic import Field, field_validator, model_validator
 from hindsight.protocols import RewardFamily, TaskField
 from hindsight.render.views import View
 from hindsight.specs import Params
-from hindsight.tasks.base import TimeLimit
+from hindsight.tasks.base import LinearInTasks, TimeLimit
 
 INSTALL = "pip install -e '.[mo]' (or pip install 'mo-gymnasium[mujoco]>=1.3')"
 DEFAULT_ID = "mo-halfcheetah-v5"
@@ -263,7 +263,7 @@ class SimplexTasks:
         return {"weights": tasks}
 
 
-class LinearVectorReward:
+class LinearVectorReward(LinearInTasks):
     """r = z . (the environment's reward vector): linear in the weights z, as MO-Gymnasium's LinearReward.
 
     Objectives: the reward vector's J components (``objective_names``). Their per-step lower bounds
@@ -313,25 +313,6 @@ class LinearVectorReward:
         self.feature_dim = self.task_dim = len(self.objective_names)
         assert self.params.reference_point is not None  # the Params check
         self.reference_point = tuple(self.params.reference_point)
-
-    def reward(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
-        """[B, K, T] rewards for features [B, T, J], actions [B, T, A] (unused), tasks [B, K, J]."""
-        return torch.einsum("btj,bkj->bkt", features, tasks)
-
-    def weighted_returns(
-        self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor, weights: torch.Tensor
-    ) -> torch.Tensor:
-        """[B, K] sums of weights [B, T] times the rewards under tasks [K, J]: linear in z, so the weighted
-        feature sums [B, J] times the tasks."""
-        return torch.einsum("btj,bt->bj", features, weights) @ tasks.t()
-
-    def objectives(self, features: torch.Tensor, actions: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
-        """[B, T, J]: the features [B, T, J] themselves (actions and tasks unused)."""
-        return features
-
-    def weights(self, tasks: torch.Tensor) -> torch.Tensor:
-        """The weights [N, J]: the tasks [N, J] themselves."""
-        return tasks
 
     def with_weights(self, tasks: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """``weights`` [N, J] scaled to sum to 1: the weights are the whole task."""
