@@ -94,7 +94,24 @@ class LinearInTasks:
         return tasks
 
 
-class MultiTaskTask(base.Task):
+class HoldsTask:
+    """The task vector z an environment's episodes are scored under, set before the first episode."""
+
+    _task: np.ndarray | None = None
+
+    def set_task(self, task: np.ndarray) -> None:
+        """Set z (shape [Z]) for the episodes that follow."""
+        self._task = np.asarray(task, dtype=np.float32)
+
+    @property
+    def task(self) -> np.ndarray:
+        """The current task vector z, [Z]."""
+        if self._task is None:
+            raise RuntimeError("set_task(z) must be called before the first episode")
+        return self._task
+
+
+class MultiTaskTask(HoldsTask, base.Task):
     """A dm_control Task whose reward is a RewardFamily evaluated on recorded features under z.
 
     Subclasses implement ``observe``, ``features`` and ``reset_physics`` and may override
@@ -107,22 +124,10 @@ class MultiTaskTask(base.Task):
         self.defer_rewards = reward is None  # True: get_reward returns 0.0, the caller scores the features
         self._feature_dim = feature_dim
         self.horizon = horizon
-        self._task: np.ndarray | None = None
         self._action: np.ndarray | None = None
         self._features = np.zeros(feature_dim)
         self.steps = 0
         self.time_limit: TimeLimit = "truncation"  # the family's ``time_limit`` (set by ``make_env``)
-
-    def set_task(self, task: np.ndarray) -> None:
-        """Set z (shape [Z]) for the episodes that follow."""
-        self._task = np.asarray(task, dtype=np.float32)
-
-    @property
-    def task(self) -> np.ndarray:
-        """The current task vector z, [Z]."""
-        if self._task is None:
-            raise RuntimeError("set_task(z) must be called before the first episode")
-        return self._task
 
     def before_step(self, action, physics):
         self.steps += 1

@@ -40,7 +40,7 @@ from pydantic import Field, field_validator, model_validator
 from hindsight.protocols import RewardFamily, TaskField
 from hindsight.render.views import View
 from hindsight.specs import Params
-from hindsight.tasks.base import LinearInTasks, TimeLimit
+from hindsight.tasks.base import HoldsTask, LinearInTasks, TimeLimit
 
 INSTALL = "pip install -e '.[mo]' (or pip install 'mo-gymnasium[mujoco]>=1.3')"
 DEFAULT_ID = "mo-halfcheetah-v5"
@@ -319,7 +319,7 @@ class LinearVectorReward(LinearInTasks):
         return (weights / weights.sum(-1, keepdim=True)).to(tasks.dtype)
 
 
-class VectorRewardTask:
+class VectorRewardTask(HoldsTask):
     """The task side of one MO-Gymnasium environment (the engine's ``env.task``): z, the reward family that
     scores its steps, its noise stream and the episode's counters.
 
@@ -336,20 +336,8 @@ class VectorRewardTask:
         self.horizon = horizon
         self.time_limit = time_limit
         self.random = np.random.RandomState(seed)
-        self._task: np.ndarray | None = None
         self.steps = 0
         self.terminated = False
-
-    def set_task(self, task: np.ndarray) -> None:
-        """Set z (shape [J]) for the episodes that follow."""
-        self._task = np.asarray(task, dtype=np.float32)
-
-    @property
-    def task(self) -> np.ndarray:
-        """The current task vector z, [J]."""
-        if self._task is None:
-            raise RuntimeError("set_task(z) must be called before the first episode")
-        return self._task
 
     def is_terminal(self, physics: Any = None) -> bool:
         """Whether the last step was a true terminal (the environment's ``terminated``)."""
