@@ -154,7 +154,9 @@ def test_fused_adam_matches_torch_adam():
 
 
 def reference_update(agent: SAC, batch: TransitionBatch, noise: torch.Tensor) -> dict[str, nn.Module]:
-    """The SAC step written plainly (separate networks, torch.optim.Adam, an explicit alpha loss)."""
+    """The SAC step written plainly (separate networks, torch.optim.Adam, an explicit alpha loss), in the
+    agent's update order: critic_first, or rlkit's (temperature first, both losses from the old networks)."""
+    rlkit = agent.params.update_order == "rlkit"
     policy, critic, target = (copy.deepcopy(m) for m in (agent.policy, agent.critic, agent.critic_target))
     log_alpha = agent.log_alpha.detach().clone().requires_grad_()
     p_opt = torch.optim.Adam(policy.parameters(), lr=agent.params.lr, foreach=False)
@@ -172,6 +174,19 @@ def reference_update(agent: SAC, batch: TransitionBatch, noise: torch.Tensor) ->
     def qs(net, obs, actions):
         return net(torch.cat([obs, actions, batch.tasks], -1)[None])[..., 0]
 
+    def step_temperature(logp):
+        alpha_loss = -(log_alpha * (logp.detach() + agent.target_entropy)).mean()
+        a_opt.zero_grad()
+        alpha_loss.backward()
+        a_opt.step()
+        return log_alpha.detach().exp()
+
+    if rlkit:
+        a, logp = sample(batch.obs, noise[1])
+        alpha = step_temperature(logp)
+        pi_loss = (alpha * logp - qs(critic, batch.obs, a).min(0).values).mean()
+        p_opt.zero_grad()
+        pi_loss.backward()
     with torch.no_grad():
         a2, logp2 = sample(batch.next_obs, noise[0])
         y = batch.rewards + agent.gamma * (1 - batch.terminated) * (
@@ -181,16 +196,17 @@ def reference_update(agent: SAC, batch: TransitionBatch, noise: torch.Tensor) ->
     q_loss = ((q[0] - y) ** 2).mean() + ((q[1] - y) ** 2).mean()
     q_opt.zero_grad()
     q_loss.backward()
-    q_opt.step()
-    a, logp = sample(batch.obs, noise[1])
-    pi_loss = (alpha * logp - qs(critic, batch.obs, a).min(0).values).mean()
-    p_opt.zero_grad()
-    pi_loss.backward()
-    p_opt.step()
-    alpha_loss = -(log_alpha * (logp.detach() + agent.target_entropy)).mean()
-    a_opt.zero_grad()
-    alpha_loss.backward()
-    a_opt.step()
+    if rlkit:  # the policy's gradient was taken through the critics before their step
+        q_opt.step()
+        p_opt.step()
+    else:
+        q_opt.step()
+        a, logp = sample(batch.obs, noise[1])
+        pi_loss = (alpha * logp - qs(critic, batch.obs, a).min(0).values).mean()
+        p_opt.zero_grad()
+        pi_loss.backward()
+        p_opt.step()
+        step_temperature(logp)
     with torch.no_grad():
         for t, c in zip(target.parameters(), critic.parameters(), strict=True):
             t.mul_(1 - agent.params.tau).add_(agent.params.tau * c)
@@ -204,8 +220,9 @@ def reference_update(agent: SAC, batch: TransitionBatch, noise: torch.Tensor) ->
     }
 
 
-def test_update_matches_plain_sac_step():
-    agent, batch = make_agent(), make_batch()
+@pytest.mark.parametrize("order", ["critic_first", "rlkit"])
+def test_update_matches_plain_sac_step(order):
+    agent, batch = make_agent(update_order=order), make_batch()
     for _ in range(2):  # away from the initial state, so optimiser moments matter
         agent.update(make_batch(seed=9), torch.Generator().manual_seed(5))
     expected_noise = torch.randn((2, N, A), generator=torch.Generator().manual_seed(3))
@@ -220,6 +237,23 @@ def test_update_matches_plain_sac_step():
     torch.testing.assert_close(agent.log_alpha.detach(), ref["log_alpha"].detach())
     torch.testing.assert_close(metrics["critic_loss"], ref["q_loss"].detach())
     torch.testing.assert_close(metrics["policy_loss"], ref["pi_loss"].detach())
+
+
+def test_rlkit_order_uses_the_stepped_temperature_and_the_critics_before_their_step():
+    rlkit, critic_first = make_agent(update_order="rlkit"), make_agent()
+    batch = make_batch()
+    m_rlkit = rlkit.update(batch, torch.Generator().manual_seed(3))
+    m_first = critic_first.update(batch, torch.Generator().manual_seed(3))
+    assert m_rlkit["alpha"] == rlkit.log_alpha.detach().exp()[0]  # the temperature after its step
+    assert m_first["alpha"] == 1.0  # exp(init_log_alpha = 0): the temperature before its step
+    assert not torch.equal(m_rlkit["critic_loss"], m_first["critic_loss"])  # alpha enters the target
+    # the orders' policies differ: one stepped on the old critics, the other on the stepped ones
+    assert not torch.equal(rlkit.policy.weights[0], critic_first.policy.weights[0])
+    frozen = make_agent(update_order="rlkit")
+    frozen.critic_opt.lr = 0.0  # the critics do not move: the rlkit policy step must not notice
+    frozen.update(batch, torch.Generator().manual_seed(3))
+    for mine, theirs in zip(frozen.policy.parameters(), rlkit.policy.parameters(), strict=True):
+        assert torch.equal(mine, theirs)
 
 
 def test_updates_are_deterministic_and_checkpoints_resume_exactly():

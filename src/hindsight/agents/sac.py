@@ -68,6 +68,13 @@ class SAC:
             "code's (hidden weights U(+-1/sqrt(out_features)), hidden biases 0.1, the critics' last layer "
             "U(+-3e-3), the policy's mean and log-std heads U(+-1e-3))",
         )
+        update_order: Literal["critic_first", "rlkit"] = Field(
+            default="critic_first",
+            description="critic_first: the critics step, the policy steps on the stepped critics, then the "
+            "temperature (softlearning's order); rlkit: the temperature steps first and its new value enters "
+            "both losses, which are taken from the networks before the update (the paper's reference code, "
+            "rlkit's SACTrainer.train_from_torch)",
+        )
 
     @classmethod
     def memory_bytes(cls, spec: ResolvedSpec, sizes: Sizes) -> int:
@@ -253,26 +260,35 @@ class SAC:
         Returns:
             [P] tensors per metric (critic_loss, policy_loss, alpha, entropy, q_mean), not synchronised.
 
-        The policy step uses the critics just updated; the temperature step uses the policy's entropy
-        before its update (the order of the reference SAC). Gradients come from ``torch.autograd.grad``
+        ``agent.update_order`` sets the order. critic_first: the policy step uses the critics just
+        updated, and the temperature step the policy's entropy before its update. rlkit: the temperature
+        steps first on the policy's entropy, and both losses use its new value and the networks before the
+        update. Gradients come from ``torch.autograd.grad``
         (only for the tensors each loss steps: no critic weight gradients for the policy loss). Members'
         losses are summed, so each member's gradient is that of its own loss.
         """
         obs, tasks = batch.obs, batch.tasks
         noise = self._noise((2, obs.shape[1], self.action_dim), generators)  # [P, 2, N, A]: a' and a
-        alpha = self.log_alpha.detach().exp()[:, None]
-
-        critic_loss, q = self._critic_loss_fn(
-            obs, batch.actions, tasks, batch.next_obs, batch.rewards, batch.terminated, noise[:, 0], alpha
-        )
-        self.critic_opt.step(torch.autograd.grad(critic_loss.sum(), self._critic_params))
-
-        policy_loss, logp = self._policy_loss_fn(obs, tasks, noise[:, 1], alpha)
-        self.policy_opt.step(torch.autograd.grad(policy_loss.sum(), self._policy_params))
-
-        logp = logp.detach()
-        # alpha loss -(log_alpha (logp + H)).mean() has gradient -(mean logp + H) in log_alpha
-        self.alpha_opt.step([-(logp.mean(-1) + self.target_entropy)])
+        critic_inputs = (obs, batch.actions, tasks, batch.next_obs, batch.rewards, batch.terminated, noise[:, 0])
+        if self.params.update_order == "rlkit":
+            with torch.no_grad():
+                logp = self._sample(obs, tasks, noise[:, 1])[1]
+            self._step_temperature(logp)
+            alpha = self.log_alpha.detach().exp()[:, None]
+            critic_loss, q = self._critic_loss_fn(*critic_inputs, alpha)
+            policy_loss, _ = self._policy_loss_fn(obs, tasks, noise[:, 1], alpha)
+            critic_grads = torch.autograd.grad(critic_loss.sum(), self._critic_params)
+            policy_grads = torch.autograd.grad(policy_loss.sum(), self._policy_params)
+            self.critic_opt.step(critic_grads)
+            self.policy_opt.step(policy_grads)
+        else:
+            alpha = self.log_alpha.detach().exp()[:, None]
+            critic_loss, q = self._critic_loss_fn(*critic_inputs, alpha)
+            self.critic_opt.step(torch.autograd.grad(critic_loss.sum(), self._critic_params))
+            policy_loss, logp = self._policy_loss_fn(obs, tasks, noise[:, 1], alpha)
+            self.policy_opt.step(torch.autograd.grad(policy_loss.sum(), self._policy_params))
+            logp = logp.detach()
+            self._step_temperature(logp)
 
         with torch.no_grad():
             torch._foreach_lerp_(self._target_params, self._critic_params, self.params.tau)
@@ -283,6 +299,11 @@ class SAC:
             "entropy": -logp.mean(-1),
             "q_mean": q.detach().mean((1, 2)),
         }
+
+    def _step_temperature(self, logp: torch.Tensor) -> None:
+        """One Adam step of log alpha [P] on the loss -(log_alpha (logp + H)).mean(), from log pi [P, N]."""
+        # its gradient in log_alpha is -(mean logp + H)
+        self.alpha_opt.step([-(logp.mean(-1) + self.target_entropy)])
 
     def update(self, batch: TransitionBatch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """One step of a single-member agent on batch fields [N, ...]; scalar metric tensors."""
